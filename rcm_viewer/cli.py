@@ -1,0 +1,251 @@
+"""Command-line entry point: ``rcm-viewer <command> ...``.
+
+Every subcommand prints one clear line on stderr and exits non-zero on bad
+input; full tracebacks go to the log file only. ``rcm-viewer`` with no command
+starts the desktop application (that is what a double-click does).
+
+Exit codes: 0 success, 2 bad input or usage, 1 unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rcm_viewer import __version__
+from rcm_viewer.errors import RcmError
+
+log = logging.getLogger("rcm_viewer")
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+
+
+def _setup_logging(verbose: bool) -> Path | None:
+    """Log to a rotating file in the user log folder; to stderr too when verbose."""
+    from logging.handlers import RotatingFileHandler
+
+    from rcm_viewer.paths import user_log_dir
+
+    root = logging.getLogger("rcm_viewer")
+    root.setLevel(logging.DEBUG)
+    log_path: Path | None = None
+    if not root.handlers:
+        try:
+            log_path = user_log_dir() / "rcm-viewer.log"
+            handler = RotatingFileHandler(log_path, maxBytes=2_000_000, backupCount=3)
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+            root.addHandler(handler)
+        except OSError:
+            log_path = None  # a read-only home must not stop the program
+    if verbose:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setLevel(logging.INFO)
+        root.addHandler(stream)
+    return log_path
+
+
+# --------------------------------------------------------------------------- synth
+
+
+def _add_synth_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="write a class-per-folder dataset of synthetic RCM-like mosaics",
+        description=(
+            "Write OUT_DIR/melanoma/, OUT_DIR/bcc/ and OUT_DIR/naevus/ with N procedurally "
+            "generated RCM-like mosaics each (tiled, pyramidal TIFF with pixel size and class "
+            "in the metadata). Synthetic images: for testing and demonstration only."
+        ),
+    )
+    p.add_argument("out_dir", type=Path, help="output folder (created if missing)")
+    p.add_argument("--per-class", type=int, default=5, metavar="N", help="mosaics per class")
+    p.add_argument("--size", type=int, default=2048, metavar="PX", help="side length in pixels")
+    p.add_argument("--height", type=int, default=None, metavar="PX",
+                   help="height in pixels when not square (default: --size)")
+    p.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+    p.add_argument("--pixel-size-um", type=float, default=None, metavar="F",
+                   help="µm per pixel, 0.5-1.0 (default: drawn per mosaic from 0.5-1.0)")
+    p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bits per pixel")
+    p.add_argument("--classes", default="melanoma,bcc,naevus",
+                   help="comma-separated subset of melanoma,bcc,naevus")
+    p.add_argument("--compression", choices=("zlib", "jpeg", "lzw", "zstd", "none"),
+                   default="zlib", help="TIFF compression (jpeg only with --bits 8)")
+    p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
+    p.set_defaults(func=_cmd_synth)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from rcm_viewer.synthetic import write_dataset
+
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+
+    def progress(done: int, total: int, path: Path) -> None:
+        if not args.quiet:
+            print(f"[{done}/{total}] {path}", flush=True)
+
+    write_dataset(
+        args.out_dir,
+        per_class=args.per_class,
+        width=args.size,
+        height=args.height or args.size,
+        seed=args.seed,
+        pixel_size_um=args.pixel_size_um,
+        bits=args.bits,
+        classes=classes,
+        compression=None if args.compression == "none" else args.compression,
+        progress=progress,
+    )
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- info
+
+
+def _add_info_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "info",
+        help="describe a mosaic file (format, size, levels, pixel size)",
+        description=(
+            "Read the headers of a mosaic (TIFF, OME-TIFF, PNG, JPEG or BMP) and print its "
+            "format, size, pixel type, resolution levels, pages, pixel size in µm (and where "
+            "it came from) and the lesion class when the file records one. No pixels are "
+            "decoded. Exit code 2 when the file cannot be opened."
+        ),
+    )
+    p.add_argument("path", type=Path, help="mosaic file")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from rcm_viewer.mosaic import open_mosaic
+
+    with open_mosaic(args.path) as mosaic:
+        info = mosaic.info
+        planned = mosaic.planned_levels
+    if args.json:
+        data = info.to_dict()
+        data["planned_levels"] = [
+            {"width": lv.width, "height": lv.height, "downsample": lv.downsample,
+             "stored": lv.stored}
+            for lv in planned
+        ]
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "µ".encode(encoding)
+        um = "µm"
+    except (UnicodeEncodeError, LookupError):
+        um = "um"
+    colour = "RGB (shown as-is)" if info.is_rgb else "grayscale"
+    levels = ", ".join(f"{lv.width}x{lv.height}" for lv in info.levels)
+    built = len(planned) - len(info.levels)
+    lines = [
+        f"file:        {info.path}",
+        f"format:      {info.format_description}",
+        f"size:        {info.width} x {info.height} px",
+        f"pixel type:  {info.dtype}, {info.channels} channel(s), {colour}",
+        f"levels:      {len(info.levels)} stored ({levels})"
+        + (f"; the viewer builds {built} more" if built else ""),
+        f"pages:       {info.pages}",
+    ]
+    if info.pixel_size_um is not None:
+        fov = info.field_of_view_mm
+        lines.append(
+            f"pixel size:  {info.pixel_size_um:.4g} {um}/px (from {info.pixel_size_source})"
+        )
+        if fov:
+            lines.append(f"field:       {fov[0]:.2f} x {fov[1]:.2f} mm")
+    else:
+        lines.append("pixel size:  unknown (set it in the viewer; it is remembered per file)")
+    if info.lesion_class:
+        lines.append(f"class:       {info.lesion_class}")
+    for warning in info.warnings:
+        lines.append(f"note:        {warning}")
+    text = "\n".join(lines)
+    print(text.replace("µm", um) if um != "µm" else text)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- gui
+
+
+def _add_gui_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gui", help="start the desktop application (the default)")
+    p.add_argument("paths", nargs="*", type=Path, help="mosaic(s) to open")
+    p.add_argument("--demo", action="store_true", help="open the bundled demo mosaic")
+    p.set_defaults(func=_cmd_gui)
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    from rcm_viewer.ui.app import run_app
+
+    paths = list(getattr(args, "paths", []) or [])
+    if getattr(args, "demo", False):
+        from rcm_viewer.paths import demo_mosaic
+
+        paths.insert(0, demo_mosaic())
+    return run_app(paths)
+
+
+# --------------------------------------------------------------------------- main
+
+_PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_gui_parser,
+    _add_synth_parser,
+    _add_info_parser,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rcm-viewer",
+        description=(
+            "Reader-assist viewer for reflectance confocal microscopy (RCM) mosaics of the "
+            "skin. Not a diagnostic device. Without a command, starts the desktop application."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"rcm-viewer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr too")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in _PARSER_BUILDERS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    if args.command is None:
+        args.paths, args.demo = [], False
+        args.func = _cmd_gui
+    try:
+        return int(args.func(args) or 0)
+    except RcmError as exc:
+        log.info("%s failed: %s", args.command, exc, exc_info=True)
+        print(f"rcm-viewer: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("rcm-viewer: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `rcm-viewer info x --json | head`: the reader left, not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:  # last resort: one line for the user, traceback in the log
+        log.exception("unexpected error in %s", args.command)
+        print(f"rcm-viewer: internal error: {type(exc).__name__}: {exc} (details in the log)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
