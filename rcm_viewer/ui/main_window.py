@@ -1,0 +1,497 @@
+"""The main window: mosaic view in the centre, overview, display and assessment docks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QRectF, Qt, QThreadPool, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QWidget,
+)
+
+from rcm_viewer import __version__
+from rcm_viewer.mosaic import MAX_PIXEL_SIZE_UM, MIN_PIXEL_SIZE_UM, Mosaic, open_mosaic
+from rcm_viewer.paths import DEMO_DIR
+from rcm_viewer.ui import settings as app_settings_module
+from rcm_viewer.ui.contrast import ContrastPanel
+from rcm_viewer.ui.mosaic_view import MosaicView
+from rcm_viewer.ui.overview import OverviewWidget
+from rcm_viewer.ui.tiles import DisplaySettings, to_qimage
+from rcm_viewer.ui.workers import Worker
+
+log = logging.getLogger(__name__)
+
+OPEN_FILTER = (
+    "RCM mosaics (*.tif *.tiff *.ome.tif *.btf *.png *.jpg *.jpeg *.bmp);;All files (*)"
+)
+OVERVIEW_MAX_PX = 2048
+INTENDED_USE = (
+    "rcm-viewer is a reader-assist tool for reflectance confocal microscopy. It is not a "
+    "diagnostic device. Any classifier output is to be used together with other clinical "
+    "information and the clinician's professional judgement; the clinician reviews the full "
+    "images. The bundled demonstration model is trained on synthetic images only and is not "
+    "for diagnosis."
+)
+
+
+def _overview_level(mosaic: Mosaic) -> int | None:
+    """Smallest existing level small enough to keep in memory, or None (levels not built)."""
+    for index in range(mosaic.level_count - 1, -1, -1):
+        info = mosaic.info.levels[index]
+        if max(info.width, info.height) <= OVERVIEW_MAX_PX:
+            return index
+    return None
+
+
+def _load_overview(mosaic: Mosaic) -> tuple[int, np.ndarray, tuple[float, float]] | None:
+    level = _overview_level(mosaic)
+    if level is None:
+        return None
+    info = mosaic.info.levels[level]
+    pixels = mosaic.read_region(level, 0, 0, info.width, info.height)
+    return level, pixels, mosaic.display_range()
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("rcm-viewer")
+        self.setAcceptDrops(True)
+        self.resize(1400, 900)
+        self.mosaic: Mosaic | None = None
+        self.last_error: str | None = None
+        self._open_token = 0
+        self._jobs: list[Worker] = []
+        self._build_job: Worker | None = None
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(2)
+
+        self.view = MosaicView(self)
+        self.setCentralWidget(self.view)
+        self.overview = OverviewWidget()
+        self.contrast = ContrastPanel()
+        self.overview_dock = self._dock("Overview", self.overview, "OverviewDock",
+                                        Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.display_dock = self._dock("Display", self.contrast, "DisplayDock",
+                                       Qt.DockWidgetArea.LeftDockWidgetArea)
+
+        self.view.viewChanged.connect(self._on_view_changed)
+        self.view.cursorMoved.connect(self._on_cursor)
+        self.view.levelChanged.connect(self._update_status)
+        self.overview.jumpRequested.connect(self.view.center_on)
+        self.contrast.displayChanged.connect(self.view.set_display)
+
+        self._build_status_bar()
+        self._build_menus()
+        self._restore_layout()
+
+    # -- construction -------------------------------------------------------------------
+
+    def _dock(self, title: str, widget: QWidget, name: str, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.position_label = QLabel("")
+        self.position_label.setToolTip("Cursor position in µm (and full-resolution pixels)")
+        self.value_label = QLabel("")
+        self.value_label.setToolTip("Stored pixel value under the cursor")
+        self.zoom_label = QLabel("")
+        self.zoom_label.setToolTip("Zoom (100 % = one screen pixel per stored pixel) and the "
+                                   "resolution level being shown")
+        self.pixel_label = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(180)
+        self.progress.setVisible(False)
+        self.progress_cancel = QPushButton("Cancel")
+        self.progress_cancel.setVisible(False)
+        self.progress_cancel.clicked.connect(self.cancel_background_work)
+        for widget in (self.position_label, self.value_label):
+            bar.addWidget(widget)
+        for widget in (self.progress, self.progress_cancel, self.zoom_label, self.pixel_label):
+            bar.addPermanentWidget(widget)
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            if isinstance(shortcut, list | tuple):
+                action.setShortcuts([QKeySequence(s) for s in shortcut])
+            else:
+                action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        self.open_action = self._action("&Open mosaic…", self.open_dialog,
+                                        QKeySequence.StandardKey.Open,
+                                        "Open an RCM mosaic (TIFF, OME-TIFF, PNG, JPEG, BMP)")
+        file_menu.addAction(self.open_action)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        demo_menu = file_menu.addMenu("Open &demo mosaic")
+        for name, label in (("naevus", "Benign naevus"), ("melanoma", "Melanoma"),
+                            ("bcc", "Basal cell carcinoma")):
+            demo_menu.addAction(
+                self._action(f"{label} (synthetic)",
+                             lambda _=False, n=name: self.open_path(DEMO_DIR / f"demo_{n}.tif"))
+            )
+        file_menu.addSeparator()
+        self.close_action = self._action("&Close mosaic", self.close_mosaic,
+                                         QKeySequence.StandardKey.Close)
+        file_menu.addAction(self.close_action)
+        file_menu.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
+
+        view_menu = menu.addMenu("&View")
+        view_menu.addAction(self._action("Zoom &in", lambda: self.view.zoom_by(1.25),
+                                         ["+", "="], "Zoom in (+, mouse wheel)"))
+        view_menu.addAction(self._action("Zoom &out", lambda: self.view.zoom_by(0.8), ["-"],
+                                         "Zoom out (-, mouse wheel)"))
+        view_menu.addAction(self._action("&Fit to window", self.view.fit, ["F", "0"],
+                                         "Show the whole mosaic (F or 0)"))
+        view_menu.addAction(self._action("&Actual pixels (1:1)", lambda: self.view.set_zoom(1.0),
+                                         ["1"], "One screen pixel per stored pixel (1)"))
+        view_menu.addSeparator()
+        view_menu.addAction(self._action("&Auto contrast", self.contrast.auto_contrast, ["A"],
+                                         "Stretch the 0.5-99.5 % range to the screen (A)"))
+        view_menu.addSeparator()
+        for dock in (self.overview_dock, self.display_dock):
+            view_menu.addAction(dock.toggleViewAction())
+        self.view_menu = view_menu
+
+        image_menu = menu.addMenu("&Image")
+        self.pixel_size_action = self._action("Set &pixel size…", self.ask_pixel_size,
+                                              "Ctrl+Shift+P",
+                                              "Set the size of one pixel in µm (remembered for "
+                                              "this file)")
+        image_menu.addAction(self.pixel_size_action)
+
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self._action("Intended use…", self.show_intended_use))
+        help_menu.addAction(self._action("About rcm-viewer", self.show_about))
+
+    # -- opening ------------------------------------------------------------------------
+
+    def open_dialog(self) -> None:
+        start = str(app_settings_module.app_settings().value("files/last_dir", str(DEMO_DIR)))
+        path, _ = QFileDialog.getOpenFileName(self, "Open RCM mosaic", start, OPEN_FILTER)
+        if path:
+            self.open_path(Path(path))
+
+    def open_path(self, path: str | Path) -> None:
+        """Open in the background; the window stays usable and a failure is a dialog."""
+        path = Path(path)
+        self.cancel_background_work()
+        self._open_token += 1
+        token = self._open_token
+        self.statusBar().showMessage(f"Opening {path.name}…")
+
+        def work(progress, cancelled):
+            mosaic = open_mosaic(path)
+            try:
+                return mosaic, _load_overview(mosaic)
+            except BaseException:
+                mosaic.close()
+                raise
+
+        job = Worker(work, name=f"opening {path.name}")
+        job.signals.finished.connect(lambda result: self._on_opened(token, path, result))
+        job.signals.failed.connect(lambda message: self._on_open_failed(token, message))
+        self._start(job)
+
+    def _start(self, job: Worker) -> None:
+        self._jobs = [j for j in self._jobs if not j.done.is_set()]
+        self._jobs.append(job)
+        self._pool.start(job)
+
+    def _on_open_failed(self, token: int, message: str) -> None:
+        if token != self._open_token:
+            return
+        self.statusBar().clearMessage()
+        self.show_error("Cannot open mosaic", message)
+
+    def _on_opened(self, token: int, path: Path, result) -> None:
+        mosaic, overview = result
+        if token != self._open_token:
+            mosaic.close()
+            return
+        previous = self.mosaic
+        self.mosaic = mosaic
+        info = mosaic.info
+        if overview is not None:
+            level, pixels, display_range = overview
+            self._apply_overview(level, pixels, display_range)
+        else:
+            maximum = 65535.0 if np.dtype(info.dtype).itemsize == 2 else 255.0
+            self.contrast.set_data(None, np.dtype(info.dtype), (0.0, maximum))
+            self.view.set_mosaic(mosaic, None, 0, self.contrast.settings())
+            self.overview.set_image(None, info.width, info.height)
+        if previous is not None:
+            previous.close()
+        self.setWindowTitle(f"{path.name} — rcm-viewer")
+        app_settings_module.add_recent_file(str(path.resolve()))
+        settings = app_settings_module.app_settings()
+        settings.setValue("files/last_dir", str(path.resolve().parent))
+        message = f"Opened {path.name}: {info.width} x {info.height} px, {info.dtype}"
+        if info.is_rgb:
+            message += " — colour image: RCM is grayscale, shown as stored"
+        self.statusBar().showMessage(message, 8000)
+        self._update_status()
+        if not mosaic.levels_ready():
+            self._start_building_levels(token)
+
+    def _apply_overview(self, level: int, pixels: np.ndarray, display_range) -> None:
+        mosaic = self.mosaic
+        info = mosaic.info
+        self.contrast.set_data(pixels, np.dtype(info.dtype), display_range)
+        display = self.contrast.settings()
+        image = to_qimage(pixels, display.lut(np.dtype(info.dtype)))
+        self.overview.set_image(image, info.width, info.height)
+        if self.view.mosaic is mosaic:
+            self.view.set_overview(image, level)
+            self.view.set_display(display)
+        else:
+            self.view.set_mosaic(mosaic, image, level, display)
+        self._overview_pixels = pixels
+        self.contrast.displayChanged.connect(self._refresh_overview_image,
+                                             Qt.ConnectionType.UniqueConnection)
+
+    def _refresh_overview_image(self, display: DisplaySettings) -> None:
+        pixels = getattr(self, "_overview_pixels", None)
+        if pixels is None or self.mosaic is None:
+            return
+        image = to_qimage(pixels, display.lut(np.dtype(self.mosaic.info.dtype)))
+        self.overview.set_image(image, self.mosaic.info.width, self.mosaic.info.height)
+        self.view.set_overview(image, self.view._overview_level)
+
+    def _start_building_levels(self, token: int) -> None:
+        mosaic = self.mosaic
+
+        def work(progress, cancelled):
+            if not mosaic.build_levels(progress=progress, cancel=cancelled):
+                return None
+            return _load_overview(mosaic)
+
+        job = Worker(work, name="building overview levels")
+        job.signals.progress.connect(self._on_build_progress)
+        job.signals.finished.connect(lambda result: self._on_levels_built(token, result))
+        job.signals.failed.connect(lambda message: self._on_build_failed(token, message))
+        job.signals.cancelled.connect(self._hide_progress)
+        self._build_job = job
+        self.progress.setFormat("building levels %p%")
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.progress_cancel.setVisible(True)
+        self._start(job)
+
+    def _on_build_progress(self, done: int, total: int) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+
+    def _on_levels_built(self, token: int, overview) -> None:
+        self._hide_progress()
+        if token != self._open_token or overview is None:
+            return
+        self._apply_overview(*overview)
+        self.view.viewport().update()
+        self._update_status()
+
+    def _on_build_failed(self, token: int, message: str) -> None:
+        self._hide_progress()
+        if token == self._open_token:
+            self.show_error("Overview levels could not be built", message)
+
+    def _hide_progress(self) -> None:
+        self.progress.setVisible(False)
+        self.progress_cancel.setVisible(False)
+
+    def cancel_background_work(self) -> None:
+        if self._build_job is not None:
+            self._build_job.cancel()
+            self._build_job = None
+        self._hide_progress()
+
+    def close_mosaic(self) -> None:
+        self.cancel_background_work()
+        self._open_token += 1
+        self.view.set_mosaic(None, None, 0, None)
+        self.overview.set_image(None, 1, 1)
+        if self.mosaic is not None:
+            self.mosaic.close()
+        self.mosaic = None
+        self._overview_pixels = None
+        self.setWindowTitle("rcm-viewer")
+        self._update_status()
+
+    # -- status ---------------------------------------------------------------------------
+
+    def _on_view_changed(self) -> None:
+        self.overview.set_view_rect(self.view.visible_scene_rect())
+        self._update_status()
+
+    def _on_cursor(self, x: float, y: float) -> None:
+        mosaic = self.mosaic
+        if mosaic is None or not (0 <= x < mosaic.info.width and 0 <= y < mosaic.info.height):
+            self.position_label.setText("")
+            self.value_label.setText("")
+            return
+        px = mosaic.info.pixel_size_um
+        if px:
+            self.position_label.setText(f"x {x * px:,.1f} µm  y {y * px:,.1f} µm  "
+                                        f"({int(x)}, {int(y)} px)")
+        else:
+            self.position_label.setText(f"x {int(x)} px  y {int(y)} px")
+        level = self.view.current_level
+        value = self.view.tiles.raw_value(level, x, y)
+        if value is None:
+            self.value_label.setText("")
+        else:
+            suffix = "" if level == 0 else f" (level {level})"
+            self.value_label.setText(f"value {value}{suffix}")
+
+    def _update_status(self, *_args) -> None:
+        mosaic = self.mosaic
+        if mosaic is None:
+            self.zoom_label.setText("")
+            self.pixel_label.setText("")
+            return
+        self.zoom_label.setText(f"zoom {self.view.zoom * 100:.0f} %  level "
+                                f"{self.view.current_level + 1}/{mosaic.level_count}")
+        px = mosaic.info.pixel_size_um
+        if px:
+            self.pixel_label.setText(f"{px:g} µm/px ({mosaic.info.pixel_size_source})")
+            self.pixel_label.setStyleSheet("")
+            self.pixel_label.setToolTip("Pixel size and where it came from")
+        else:
+            self.pixel_label.setText("pixel size unknown")
+            self.pixel_label.setStyleSheet("color: #ffc850; font-weight: bold;")
+            self.pixel_label.setToolTip("No pixel size in the file: set it with Image > Set "
+                                        "pixel size (Ctrl+Shift+P). Scale bar and classifier "
+                                        "need it.")
+
+    def ask_pixel_size(self) -> None:
+        if self.mosaic is None:
+            return
+        current = self.mosaic.info.pixel_size_um or 0.5
+        value, ok = QInputDialog.getDouble(
+            self, "Pixel size", "Size of one pixel in µm (VivaScope fields: often about 0.5):",
+            current, MIN_PIXEL_SIZE_UM, MAX_PIXEL_SIZE_UM, 4)
+        if ok:
+            self.set_pixel_size(value)
+
+    def set_pixel_size(self, value: float) -> None:
+        if self.mosaic is None:
+            return
+        self.mosaic.set_pixel_size(value, remember=True)
+        self._update_status()
+        self.view.viewport().update()
+
+    # -- messages -------------------------------------------------------------------------
+
+    def show_error(self, title: str, message: str) -> None:
+        """A non-blocking dialog: the window stays usable, and tests can read last_error."""
+        self.last_error = message
+        log.info("%s: %s", title, message)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok,
+                          self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def show_intended_use(self) -> None:
+        QMessageBox.information(self, "Intended use", INTENDED_USE)
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About rcm-viewer",
+                          f"rcm-viewer {__version__}\n\nReader-assist viewer for reflectance "
+                          f"confocal microscopy mosaics.\n\n{INTENDED_USE}")
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        files = app_settings_module.recent_files()
+        if not files:
+            action = self.recent_menu.addAction("(none yet)")
+            action.setEnabled(False)
+        for index, path in enumerate(files, start=1):
+            self.recent_menu.addAction(f"&{index % 10} {Path(path).name}",
+                                       lambda p=path: self.open_path(p)).setToolTip(path)
+
+    # -- drag and drop, layout ---------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_path(Path(urls[0].toLocalFile()))
+            event.acceptProposedAction()
+
+    def _restore_layout(self) -> None:
+        settings = app_settings_module.app_settings()
+        geometry = settings.value("window/geometry")
+        state = settings.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        else:
+            self.resizeDocks([self.overview_dock, self.display_dock], [300, 300],
+                             Qt.Orientation.Horizontal)
+            self.resizeDocks([self.overview_dock, self.display_dock], [300, 260],
+                             Qt.Orientation.Vertical)
+
+    def save_layout(self) -> None:
+        settings = app_settings_module.app_settings()
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.setValue("window/state", self.saveState())
+        settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_layout()
+        self.cancel_background_work()
+        self._pool.waitForDone(3000)
+        self.view.tiles.set_mosaic(None, None)
+        self.view.tiles.wait_idle(3000)
+        if self.mosaic is not None:
+            self.mosaic.close()
+            self.mosaic = None
+        super().closeEvent(event)
+
+    def wait_until_idle(self, timeout_s: float = 30.0) -> bool:
+        """For tests and benchmarks: process events until background jobs and tiles are done."""
+        from PySide6.QtCore import QCoreApplication, QDeadlineTimer
+
+        deadline = QDeadlineTimer(int(timeout_s * 1000))
+        while not deadline.hasExpired():
+            QCoreApplication.processEvents()
+            jobs_busy = any(not j.done.is_set() for j in self._jobs)
+            if not jobs_busy and not self.view.tiles.busy:
+                QCoreApplication.processEvents()
+                return True
+            QTimer.singleShot(5, lambda: None)
+            self._pool.waitForDone(5)
+        return False
+
+
+__all__ = ["MainWindow", "QRectF"]

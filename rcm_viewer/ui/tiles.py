@@ -1,0 +1,290 @@
+"""Display tiles: read off the GUI thread, converted to 8-bit once, cached by bytes.
+
+The view asks for (level, column, row) tiles of ``TILE_PX`` level pixels. A
+small thread pool reads them with ``Mosaic.read_region`` and applies the
+display lookup table (black point, white point, gamma) there, so the GUI
+thread only draws ready-made QImages. Raw tiles are cached too, so a contrast
+change re-converts from memory instead of decoding the file again (QuPath
+#936: 16-bit must feel as fast as 8-bit).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtGui import QImage
+
+from rcm_viewer.errors import RcmError
+from rcm_viewer.mosaic import Mosaic
+
+log = logging.getLogger(__name__)
+
+TILE_PX = 512
+DISPLAY_CACHE_BYTES = 384 * 1024 * 1024
+RAW_CACHE_BYTES = 192 * 1024 * 1024
+
+TileKey = tuple[int, int, int]  # level, column, row
+
+
+@dataclass(frozen=True)
+class DisplaySettings:
+    """How stored values map to screen grey levels."""
+
+    black: float
+    white: float
+    gamma: float = 1.0
+    invert: bool = False
+
+    def lut(self, dtype: np.dtype) -> np.ndarray:
+        size = 65536 if np.dtype(dtype).itemsize == 2 else 256
+        values = np.arange(size, dtype=np.float32)
+        span = max(self.white - self.black, 1e-6)
+        norm = np.clip((values - self.black) / span, 0.0, 1.0)
+        if self.gamma != 1.0:
+            norm = norm ** (1.0 / self.gamma)
+        if self.invert:
+            norm = 1.0 - norm
+        return np.round(norm * 255.0).astype(np.uint8)
+
+
+def to_qimage(pixels: np.ndarray, lut: np.ndarray) -> QImage:
+    """8-bit QImage (owning its memory) from raw grayscale or RGB(A) pixels."""
+    if pixels.dtype.itemsize > 2:
+        pixels = np.clip(pixels, 0, 65535).astype(np.uint16)
+    display = lut[pixels]
+    if display.ndim == 2:
+        display = np.ascontiguousarray(display)
+        h, w = display.shape
+        image = QImage(display.data, w, h, w, QImage.Format.Format_Grayscale8)
+    else:
+        display = np.ascontiguousarray(display[:, :, :3])
+        h, w, _ = display.shape
+        image = QImage(display.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+    return image.copy()
+
+
+class _ByteLRU:
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._items: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value[0] if value is not None else None
+
+    def put(self, key, value, nbytes: int) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._items[key] = (value, nbytes)
+            self._bytes += nbytes
+            while self._bytes > self.budget and len(self._items) > 1:
+                _, (_, size) = self._items.popitem(last=False)
+                self._bytes -= size
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class _Signals(QObject):
+    loaded = Signal(int, object, object)  # generation, key, QImage
+    failed = Signal(int, object, str)
+
+
+class _TileJob(QRunnable):
+    def __init__(self, cache: TileCache, generation: int, key: TileKey) -> None:
+        super().__init__()
+        self.setAutoDelete(True)
+        self._cache = cache
+        self._generation = generation
+        self._key = key
+
+    def run(self) -> None:
+        cache = self._cache
+        try:
+            if not cache.still_wanted(self._generation, self._key):
+                return
+            image = cache.produce(self._generation, self._key)
+            if image is not None:
+                cache.signals.loaded.emit(self._generation, self._key, image)
+        except RcmError as exc:
+            cache.signals.failed.emit(self._generation, self._key, str(exc))
+        except Exception as exc:  # a worker must never take the app down
+            log.exception("tile %s failed", self._key)
+            cache.signals.failed.emit(self._generation, self._key, f"{type(exc).__name__}: {exc}")
+        finally:
+            cache.job_done(self._generation, self._key)
+
+
+class TileCache(QObject):
+    """Asynchronous tile supply for one mosaic at a time."""
+
+    tileReady = Signal(object)  # TileKey
+    tileFailed = Signal(object, str)
+
+    def __init__(self, parent: QObject | None = None, threads: int = 3) -> None:
+        super().__init__(parent)
+        self.signals = _Signals()
+        self.signals.loaded.connect(self._on_loaded)
+        self.signals.failed.connect(self._on_failed)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(threads)
+        self._display = _ByteLRU(DISPLAY_CACHE_BYTES)
+        self._raw = _ByteLRU(RAW_CACHE_BYTES)
+        self._lock = threading.Lock()
+        self._pending: set[TileKey] = set()
+        self._wanted: set[TileKey] = set()
+        self._generation = 0
+        self._mosaic: Mosaic | None = None
+        self._settings: DisplaySettings | None = None
+        self._lut: np.ndarray | None = None
+        self._lut_version = 0
+        self.failures: dict[TileKey, str] = {}
+
+    # -- configuration ------------------------------------------------------------------
+
+    def set_mosaic(self, mosaic: Mosaic | None, settings: DisplaySettings | None) -> None:
+        with self._lock:
+            self._generation += 1
+            self._mosaic = mosaic
+            self._pending.clear()
+            self._wanted.clear()
+        self._pool.clear()
+        self._display.clear()
+        self._raw.clear()
+        self.failures.clear()
+        if settings is not None and mosaic is not None:
+            self.set_display(settings)
+
+    def set_display(self, settings: DisplaySettings) -> None:
+        mosaic = self._mosaic
+        if mosaic is None:
+            return
+        lut = settings.lut(np.dtype(mosaic.info.dtype))
+        with self._lock:
+            self._settings = settings
+            self._lut = lut
+            self._lut_version += 1
+            self._generation += 1  # in-flight conversions with the old LUT are dropped
+            self._pending.clear()
+        self._display.clear()
+
+    @property
+    def display_settings(self) -> DisplaySettings | None:
+        return self._settings
+
+    @property
+    def lut(self) -> np.ndarray | None:
+        return self._lut
+
+    # -- queries from the view ------------------------------------------------------------
+
+    def image(self, key: TileKey) -> QImage | None:
+        return self._display.get((self._lut_version, key))
+
+    def request(self, keys: list[TileKey]) -> None:
+        """Ask for these tiles (most important first); forget earlier unmet wishes."""
+        with self._lock:
+            self._wanted = set(keys)
+            generation = self._generation
+            todo = [k for k in keys if k not in self._pending and k not in self.failures]
+            self._pending.update(todo)
+        for priority, key in enumerate(todo):
+            if self._display.get((self._lut_version, key)) is not None:
+                with self._lock:
+                    self._pending.discard(key)
+                continue
+            self._pool.start(_TileJob(self, generation, key), max(0, 1000 - priority))
+
+    def raw_value(self, level: int, x: float, y: float):
+        """Stored value at level-0 pixel (x, y) from an already loaded tile, else None.
+
+        The status bar reads values from memory only: a lookup must never decode.
+        """
+        mosaic = self._mosaic
+        if mosaic is None or level >= mosaic.level_count:
+            return None
+        ds = mosaic.info.levels[level].downsample
+        lx, ly = int(x / ds), int(y / ds)
+        raw = self._raw.get((id(mosaic), (level, lx // TILE_PX, ly // TILE_PX)))
+        if raw is None:
+            return None
+        ty, tx = ly % TILE_PX, lx % TILE_PX
+        if ty >= raw.shape[0] or tx >= raw.shape[1]:
+            return None
+        value = raw[ty, tx]
+        return value.tolist() if hasattr(value, "tolist") else value
+
+    def wait_idle(self, msecs: int = 30000) -> bool:
+        return self._pool.waitForDone(msecs)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def stats(self) -> dict[str, int]:
+        return {"display_tiles": len(self._display), "display_bytes": self._display.nbytes,
+                "raw_tiles": len(self._raw), "raw_bytes": self._raw.nbytes,
+                "pending": len(self._pending)}
+
+    # -- worker side ------------------------------------------------------------------------
+
+    def still_wanted(self, generation: int, key: TileKey) -> bool:
+        with self._lock:
+            return generation == self._generation and key in self._wanted
+
+    def job_done(self, generation: int, key: TileKey) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self._pending.discard(key)
+
+    def produce(self, generation: int, key: TileKey) -> QImage | None:
+        with self._lock:
+            mosaic, lut, version = self._mosaic, self._lut, self._lut_version
+        if mosaic is None or lut is None:
+            return None
+        raw = self._raw.get((id(mosaic), key))
+        if raw is None:
+            level, col, row = key
+            if level >= mosaic.level_count:
+                return None
+            info = mosaic.info.levels[level]
+            x, y = col * TILE_PX, row * TILE_PX
+            w = min(TILE_PX, info.width - x)
+            h = min(TILE_PX, info.height - y)
+            if w <= 0 or h <= 0:
+                return None
+            raw = mosaic.read_region(level, x, y, w, h)
+            self._raw.put((id(mosaic), key), raw, raw.nbytes)
+        image = to_qimage(raw, lut)
+        self._display.put((version, key), image, image.sizeInBytes())
+        return image
+
+    def _on_loaded(self, generation: int, key: TileKey, image: QImage) -> None:
+        if generation == self._generation:
+            self.tileReady.emit(key)
+
+    def _on_failed(self, generation: int, key: TileKey, message: str) -> None:
+        if generation == self._generation:
+            self.failures[key] = message
+            self.tileFailed.emit(key, message)
