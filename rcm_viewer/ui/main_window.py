@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QRectF, Qt, QThreadPool, QTimer
+from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -21,9 +21,14 @@ from PySide6.QtWidgets import (
 )
 
 from rcm_viewer import __version__
+from rcm_viewer.cases import CaseStore, file_sha256
+from rcm_viewer.errors import CaseStoreError
 from rcm_viewer.mosaic import MAX_PIXEL_SIZE_UM, MIN_PIXEL_SIZE_UM, Mosaic, open_mosaic
 from rcm_viewer.paths import DEMO_DIR
 from rcm_viewer.ui import settings as app_settings_module
+from rcm_viewer.ui.ai_gate import AIGate, reader_mode_for_new_cases
+from rcm_viewer.ui.assessment_form import AssessmentForm
+from rcm_viewer.ui.case_list import CaseListDialog
 from rcm_viewer.ui.contrast import ContrastPanel
 from rcm_viewer.ui.mosaic_view import MosaicView
 from rcm_viewer.ui.overview import OverviewWidget
@@ -64,7 +69,7 @@ def _load_overview(mosaic: Mosaic) -> tuple[int, np.ndarray, tuple[float, float]
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, store: CaseStore | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("rcm-viewer")
         self.setAcceptDrops(True)
@@ -85,6 +90,27 @@ class MainWindow(QMainWindow):
                                         Qt.DockWidgetArea.LeftDockWidgetArea)
         self.display_dock = self._dock("Display", self.contrast, "DisplayDock",
                                        Qt.DockWidgetArea.LeftDockWidgetArea)
+
+        self.store: CaseStore | None = store
+        self._owns_store = store is None
+        self.case_id: str | None = None
+        self._store_warning: str | None = None
+        if self.store is None:
+            self._open_store()
+        self.form = AssessmentForm()
+        self.form.set_store(self.store)
+        self.form.setEnabled(False)
+        self.form_dock = self._dock("Assessment", self.form, "AssessmentDock",
+                                    Qt.DockWidgetArea.RightDockWidgetArea)
+        self.ai_placeholder = QLabel("No classifier result for this mosaic yet.")
+        self.ai_placeholder.setWordWrap(True)
+        self.ai_gate = AIGate()
+        self.ai_gate.set_content(self.ai_placeholder)
+        self.ai_dock = self._dock("AI result", self.ai_gate, "AIDock",
+                                  Qt.DockWidgetArea.RightDockWidgetArea)
+        self.form.initialCommitted.connect(self._on_initial_committed)
+        self.form.errorOccurred.connect(lambda message: self.show_error("Not saved", message))
+        self.case_list: CaseListDialog | None = None
 
         self.view.viewChanged.connect(self._on_view_changed)
         self.view.cursorMoved.connect(self._on_cursor)
@@ -157,6 +183,10 @@ class MainWindow(QMainWindow):
                              lambda _=False, n=name: self.open_path(DEMO_DIR / f"demo_{n}.tif"))
             )
         file_menu.addSeparator()
+        self.cases_action = self._action("&Cases…", self.show_case_list, "Ctrl+L",
+                                         "Find, reopen and export saved cases (Ctrl+L)")
+        file_menu.addAction(self.cases_action)
+        file_menu.addSeparator()
         self.close_action = self._action("&Close mosaic", self.close_mosaic,
                                          QKeySequence.StandardKey.Close)
         file_menu.addAction(self.close_action)
@@ -175,7 +205,7 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self._action("&Auto contrast", self.contrast.auto_contrast, ["A"],
                                          "Stretch the 0.5-99.5 % range to the screen (A)"))
         view_menu.addSeparator()
-        for dock in (self.overview_dock, self.display_dock):
+        for dock in (self.overview_dock, self.display_dock, self.form_dock, self.ai_dock):
             view_menu.addAction(dock.toggleViewAction())
         self.view_menu = view_menu
 
@@ -259,6 +289,129 @@ class MainWindow(QMainWindow):
         self._update_status()
         if not mosaic.levels_ready():
             self._start_building_levels(token)
+        self._start_case_lookup(token, path)
+
+    # -- cases ------------------------------------------------------------------------------
+
+    def _open_store(self) -> None:
+        try:
+            self.store = CaseStore()
+        except CaseStoreError as exc:
+            self.store = None
+            self._store_warning = f"The case database cannot be used: {exc}"
+            QTimer.singleShot(0, lambda: self.show_error("Case database", self._store_warning))
+            return
+        if self.store.startup_warning:
+            warning = self.store.startup_warning
+            QTimer.singleShot(0, lambda: self.show_error("Case database", warning))
+
+    def _reader(self) -> str:
+        import getpass
+
+        name = app_settings_module.reader_name().strip()
+        if name:
+            return name
+        try:
+            return getpass.getuser() or "reader"
+        except Exception:
+            return "reader"
+
+    def _start_case_lookup(self, token: int, path: Path) -> None:
+        """Hash the file off the GUI thread, then restore its case or start a new one."""
+        self._save_view_state()
+        self.form.flush()
+        self.case_id = None
+        self.form.clear()
+        self.form.setEnabled(False)
+        self.ai_gate.update_from_case(None)
+        if self.store is None:
+            return
+        self._pending_case_path = path
+        job = Worker(lambda progress, cancelled: file_sha256(path, progress=progress),
+                     name=f"fingerprinting {path.name}")
+        job.signals.finished.connect(lambda sha: self._on_case_hash(token, path, sha))
+        job.signals.failed.connect(lambda message: self.show_error("Case not started", message))
+        self._start(job)
+
+    def _on_case_hash(self, token: int, path: Path, sha256: str) -> None:
+        if token != self._open_token or self.store is None or self.mosaic is None:
+            return
+        try:
+            cases = self.store.find_by_mosaic_sha256(sha256)
+            if cases:
+                case = max(cases, key=lambda c: c.updated_at)
+                if str(path.resolve()) != case.mosaic_path:
+                    self.store.update_case_fields(case.case_id, self._reader(),
+                                                  mosaic_path=str(path.resolve()))
+                restored = True
+            else:
+                case = self.store.create_case(
+                    "", user=self._reader(), reader_mode=reader_mode_for_new_cases(),
+                    mosaic_path=str(path.resolve()), mosaic_sha256=sha256,
+                    pixel_size_um=self.mosaic.info.pixel_size_um)
+                restored = False
+        except CaseStoreError as exc:
+            self.show_error("Case database", str(exc))
+            return
+        self.case_id = case.case_id
+        self.form.setEnabled(True)
+        self.form.load_case(case.case_id)
+        self.ai_gate.update_from_case(self.store.get_case(case.case_id))
+        if restored:
+            self._restore_view_state(case.view_state)
+            self.statusBar().showMessage(f"Restored case {case.case_id} for {path.name}", 8000)
+        self.caseLoaded(case.case_id)
+
+    def caseLoaded(self, case_id: str) -> None:
+        """Hook for panels that follow the current case (AI results, reports)."""
+
+    def _on_initial_committed(self, case_id: str) -> None:
+        if self.store is not None and case_id == self.case_id:
+            self.ai_gate.update_from_case(self.store.get_case(case_id))
+
+    def _save_view_state(self) -> None:
+        if self.store is None or self.case_id is None or self.mosaic is None:
+            return
+        center = self.view.visible_scene_rect().center()
+        try:
+            self.store.save_view_state(self.case_id, {"center_x": round(center.x(), 1),
+                                                      "center_y": round(center.y(), 1),
+                                                      "zoom": round(self.view.zoom, 5)})
+        except CaseStoreError as exc:
+            log.info("view state not saved: %s", exc)
+
+    def _restore_view_state(self, state) -> None:
+        if not state:
+            return
+        try:
+            zoom = float(state["zoom"])
+            center = QPointF(float(state["center_x"]), float(state["center_y"]))
+        except (KeyError, TypeError, ValueError):
+            return
+        self.view.set_zoom(zoom, center)
+
+    def show_case_list(self) -> None:
+        if self.store is None:
+            self.show_error("Cases", self._store_warning or "No case database is open.")
+            return
+        if self.case_list is None:
+            self.case_list = CaseListDialog(self.store, self)
+            self.case_list.caseOpenRequested.connect(self._open_case_from_list)
+            self.case_list.errorOccurred.connect(lambda m: self.show_error("Cases", m))
+        self.case_list.refresh()
+        self.case_list.show()
+        self.case_list.raise_()
+
+    def _open_case_from_list(self, case_id: str, mosaic_path: str) -> None:
+        if not mosaic_path:
+            self.show_error("Cases", f"Case {case_id} has no mosaic file recorded.")
+            return
+        if not Path(mosaic_path).exists():
+            self.show_error("Cases", f"The mosaic of case {case_id} is no longer at "
+                            f"{mosaic_path}: open it from its new place (File > Open) and "
+                            "the case follows it.")
+            return
+        self.open_path(Path(mosaic_path))
 
     def _apply_overview(self, level: int, pixels: np.ndarray, display_range) -> None:
         mosaic = self.mosaic
@@ -332,6 +485,12 @@ class MainWindow(QMainWindow):
         self._hide_progress()
 
     def close_mosaic(self) -> None:
+        self._save_view_state()
+        self.form.flush()
+        self.form.clear()
+        self.form.setEnabled(False)
+        self.case_id = None
+        self.ai_gate.update_from_case(None)
         self.cancel_background_work()
         self._open_token += 1
         self.view.set_mosaic(None, None, 0, None)
@@ -398,6 +557,12 @@ class MainWindow(QMainWindow):
             current, MIN_PIXEL_SIZE_UM, MAX_PIXEL_SIZE_UM, 4)
         if ok:
             self.set_pixel_size(value)
+            if self.store is not None and self.case_id is not None:
+                try:
+                    self.store.update_case_fields(self.case_id, self._reader(),
+                                                  pixel_size_um=value)
+                except CaseStoreError as exc:
+                    self.show_error("Not saved", str(exc))
 
     def set_pixel_size(self, value: float) -> None:
         if self.mosaic is None:
@@ -456,8 +621,12 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
         else:
-            self.resizeDocks([self.overview_dock, self.display_dock], [300, 300],
+            self.resizeDocks([self.overview_dock, self.display_dock], [280, 280],
                              Qt.Orientation.Horizontal)
+            self.resizeDocks([self.form_dock, self.ai_dock], [400, 400],
+                             Qt.Orientation.Horizontal)
+            self.resizeDocks([self.form_dock, self.ai_dock], [560, 240],
+                             Qt.Orientation.Vertical)
             self.resizeDocks([self.overview_dock, self.display_dock], [300, 260],
                              Qt.Orientation.Vertical)
 
@@ -468,6 +637,8 @@ class MainWindow(QMainWindow):
         settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self._save_view_state()
+        self.form.flush()
         self.save_layout()
         self.cancel_background_work()
         self._pool.waitForDone(3000)
@@ -476,6 +647,8 @@ class MainWindow(QMainWindow):
         if self.mosaic is not None:
             self.mosaic.close()
             self.mosaic = None
+        if self.store is not None and self._owns_store:
+            self.store.close()
         super().closeEvent(event)
 
     def wait_until_idle(self, timeout_s: float = 30.0) -> bool:

@@ -1,0 +1,74 @@
+"""Reader-first workflow in the whole window: a case per mosaic, saved at once, restored."""
+
+from __future__ import annotations
+
+import pytest
+
+from rcm_viewer.cases import CaseStore
+from rcm_viewer.paths import demo_mosaic
+from rcm_viewer.ui.main_window import MainWindow
+
+
+def _wait_case(qtbot, window: MainWindow) -> str:
+    qtbot.waitUntil(lambda: window.case_id is not None, timeout=30000)
+    assert window.wait_until_idle(30)
+    return window.case_id
+
+
+@pytest.fixture
+def store(tmp_path):
+    with CaseStore(tmp_path / "cases.sqlite3") as case_store:
+        yield case_store
+
+
+def _window(qtbot, store) -> MainWindow:
+    window = MainWindow(store=store)
+    qtbot.addWidget(window)
+    window.resize(1200, 800)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+def test_ai_panel_stays_hidden_until_the_initial_assessment_is_committed(qtbot, store) -> None:
+    window = _window(qtbot, store)
+    window.open_path(demo_mosaic("melanoma"))
+    case_id = _wait_case(qtbot, window)
+    assert window.form.isEnabled()
+    content = window.ai_gate.content()
+    assert not content.isVisible()
+    assert not window.form.commit_button.isEnabled()  # no diagnosis yet
+    major = window.form.choice_for("melanoma_score", "non_edged_papillae")
+    major.button("present").click()
+    window.form.diagnosis_combo.setCurrentIndex(window.form.diagnosis_combo.findData("melanoma"))
+    assert not content.isVisible()
+    assert window.form.commit_button.isEnabled()
+    window.form.commit_button.click()
+    qtbot.waitUntil(content.isVisible, timeout=5000)
+    case = store.get_case(case_id)
+    assert case.initial.committed
+    assert case.initial.diagnosis == "melanoma"
+    assert case.initial.answer("melanoma_score", "non_edged_papillae") == "present"
+    window.close()
+
+
+def test_reopening_a_mosaic_restores_its_case_and_view(qtbot, store) -> None:
+    window = _window(qtbot, store)
+    window.open_path(demo_mosaic("bcc"))
+    case_id = _wait_case(qtbot, window)
+    window.form.choice_for("bcc_two_step_first", "basaloid_nodules").button("present").click()
+    window.view.set_zoom(1.0)
+    window.view.center_on(300, 1700)
+    window.close()  # saves the view state
+
+    again = _window(qtbot, store)
+    again.open_path(demo_mosaic("bcc"))
+    assert _wait_case(qtbot, again) == case_id
+    assert again.form.choice_for("bcc_two_step_first", "basaloid_nodules").value() == "present"
+    assert again.view.zoom == pytest.approx(1.0, rel=1e-3)
+    center = again.view.visible_scene_rect().center()
+    assert abs(center.x() - 300) < 60 and abs(center.y() - 1700) < 60
+    # a different mosaic gets its own case
+    again.open_path(demo_mosaic("naevus"))
+    qtbot.waitUntil(lambda: again.case_id not in (None, case_id), timeout=30000)
+    again.close()
