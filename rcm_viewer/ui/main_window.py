@@ -27,6 +27,7 @@ from rcm_viewer.mosaic import MAX_PIXEL_SIZE_UM, MIN_PIXEL_SIZE_UM, Mosaic, open
 from rcm_viewer.paths import DEMO_DIR
 from rcm_viewer.ui import settings as app_settings_module
 from rcm_viewer.ui.ai_gate import AIGate, reader_mode_for_new_cases
+from rcm_viewer.ui.ai_panel import AIPanel, ResultView
 from rcm_viewer.ui.assessment_form import AssessmentForm
 from rcm_viewer.ui.case_list import CaseListDialog
 from rcm_viewer.ui.contrast import ContrastPanel
@@ -48,6 +49,57 @@ INTENDED_USE = (
     "images. The bundled demonstration model is trained on synthetic images only and is not "
     "for diagnosis."
 )
+
+
+def _result_view_from_prediction(prediction) -> ResultView:
+    heatmap = prediction.heatmap
+    span = (0.0, 0.0)
+    if heatmap is not None:
+        span = (heatmap.shape[2] * prediction.heatmap_cell_px,
+                heatmap.shape[1] * prediction.heatmap_cell_px)
+    detail = (f"{prediction.n_tiles} tissue tiles at {prediction.model_pixel_size_um:g} µm/px, "
+              f"{prediction.seconds:.1f} s on {prediction.device or 'cpu'}."
+              if prediction.model_pixel_size_um else "")
+    if prediction.flags:
+        detail += " Notes: " + "; ".join(prediction.flags) + "."
+    return ResultView(prediction.class_ids, prediction.class_names, prediction.probabilities,
+                      prediction.status, prediction.model_name, prediction.model_version,
+                      prediction.weights_sha256, prediction.model_synthetic, heatmap, span,
+                      detail, prediction.partial)
+
+
+def _ai_result(prediction):
+    from rcm_viewer.cases import AIResult, Heatmap
+
+    heatmap = None
+    if prediction.heatmap is not None:
+        h, w = prediction.heatmap.shape[1:]
+        span = (round(h * prediction.heatmap_cell_px), round(w * prediction.heatmap_cell_px))
+        heatmap = Heatmap.from_float(prediction.heatmap, prediction.class_ids, span, (0.0, 1.0))
+    flags = list(prediction.flags)
+    if prediction.model_synthetic and "synthetic_model" not in flags:
+        flags.append("synthetic_model")
+    return AIResult.from_probabilities(
+        prediction.model_name, prediction.model_version, prediction.weights_sha256,
+        dict(zip(prediction.class_ids, prediction.probabilities, strict=True)), heatmap=heatmap,
+        flags=flags)
+
+
+def _result_view_from_stored(result) -> ResultView:
+    from rcm_viewer.synthetic import CLASS_DISPLAY_NAMES
+
+    heatmap = None
+    span = (0.0, 0.0)
+    if result.heatmap is not None:
+        heatmap = result.heatmap.to_float()
+        if result.heatmap.mosaic_shape is not None:
+            span = (float(result.heatmap.mosaic_shape[1]), float(result.heatmap.mosaic_shape[0]))
+    names = tuple(CLASS_DISPLAY_NAMES.get(c, c) for c in result.class_ids)
+    synthetic = any("synthetic" in f for f in result.flags)
+    return ResultView(tuple(result.class_ids), names, tuple(result.probabilities), "ok",
+                      result.model_name, result.model_version, result.weights_sha256,
+                      synthetic, heatmap, span,
+                      f"Saved result from {result.created_at:%Y-%m-%d %H:%M}.")
 
 
 def _overview_level(mosaic: Mosaic) -> int | None:
@@ -102,10 +154,15 @@ class MainWindow(QMainWindow):
         self.form.setEnabled(False)
         self.form_dock = self._dock("Assessment", self.form, "AssessmentDock",
                                     Qt.DockWidgetArea.RightDockWidgetArea)
-        self.ai_placeholder = QLabel("No classifier result for this mosaic yet.")
-        self.ai_placeholder.setWordWrap(True)
+        self.ai_panel = AIPanel()
+        self.ai_panel.classifyRequested.connect(self.classify)
+        self.ai_panel.cancelRequested.connect(self.cancel_classification)
+        self.ai_panel.heatmapChanged.connect(self._refresh_overlay)
         self.ai_gate = AIGate()
-        self.ai_gate.set_content(self.ai_placeholder)
+        self.ai_gate.set_content(self.ai_panel)
+        self.ai_gate.revealedChanged.connect(lambda _revealed: self._refresh_overlay())
+        self._classify_job: Worker | None = None
+        self.prediction = None  # the live Prediction of the current mosaic, if any
         self.ai_dock = self._dock("AI result", self.ai_gate, "AIDock",
                                   Qt.DockWidgetArea.RightDockWidgetArea)
         self.form.initialCommitted.connect(self._on_initial_committed)
@@ -208,6 +265,21 @@ class MainWindow(QMainWindow):
         for dock in (self.overview_dock, self.display_dock, self.form_dock, self.ai_dock):
             view_menu.addAction(dock.toggleViewAction())
         self.view_menu = view_menu
+
+        analysis_menu = menu.addMenu("&Analysis")
+        self.classify_action = self._action("&Classify mosaic", self.classify, "Ctrl+R",
+                                            "Run the classifier on the whole mosaic in the "
+                                            "background (Ctrl+R)")
+        analysis_menu.addAction(self.classify_action)
+        self.cancel_classify_action = self._action("C&ancel classification",
+                                                   self.cancel_classification)
+        analysis_menu.addAction(self.cancel_classify_action)
+        self.heatmap_action = self._action("Show/hide &heatmap",
+                                           lambda: self.ai_panel.show_heatmap.toggle(), "H",
+                                           "Toggle the heatmap overlay (H)")
+        analysis_menu.addAction(self.heatmap_action)
+        self.model_menu = analysis_menu.addMenu("&Model")
+        self.model_menu.aboutToShow.connect(self._fill_model_menu)
 
         image_menu = menu.addMenu("&Image")
         self.pixel_size_action = self._action("Set &pixel size…", self.ask_pixel_size,
@@ -321,6 +393,9 @@ class MainWindow(QMainWindow):
         self._save_view_state()
         self.form.flush()
         self.case_id = None
+        self.prediction = None
+        self.ai_panel.clear()
+        self._refresh_overlay()
         self.form.clear()
         self.form.setEnabled(False)
         self.ai_gate.update_from_case(None)
@@ -363,7 +438,169 @@ class MainWindow(QMainWindow):
         self.caseLoaded(case.case_id)
 
     def caseLoaded(self, case_id: str) -> None:
-        """Hook for panels that follow the current case (AI results, reports)."""
+        """Show a stored AI result of the restored case (still behind the reader-first gate)."""
+        case = self.store.get_case(case_id, include_hidden_ai=True) if self.store else None
+        if case is None or case.ai_result is None or self.prediction is not None:
+            return
+        self.ai_panel.show_result(_result_view_from_stored(case.ai_result))
+
+    # -- classification -----------------------------------------------------------------------
+
+    def _model_dir(self) -> Path | None:
+        chosen = app_settings_module.app_settings().value("model/dir", "")
+        return Path(str(chosen)) if chosen else None
+
+    def _fill_model_menu(self) -> None:
+        from rcm_viewer.inference import list_bundles
+
+        self.model_menu.clear()
+        chosen = self._model_dir()
+        entries = list_bundles()
+        if not entries:
+            self.model_menu.addAction("(no model installed in models/)").setEnabled(False)
+        for entry in entries:
+            if entry.manifest is None:
+                action = self.model_menu.addAction(f"{entry.path.name}: {entry.problem}")
+                action.setEnabled(False)
+                continue
+            label = f"{entry.manifest.name} {entry.manifest.version}"
+            if entry.manifest.synthetic:
+                label += " (demonstration, synthetic data)"
+            action = self.model_menu.addAction(label)
+            action.setCheckable(True)
+            action.setChecked(chosen is not None and chosen.resolve() == entry.path.resolve())
+            action.triggered.connect(lambda _=False, p=entry.path: self._choose_model(p))
+
+    def _choose_model(self, path: Path) -> None:
+        settings = app_settings_module.app_settings()
+        settings.setValue("model/dir", str(path))
+        settings.sync()
+
+    def classify(self) -> None:
+        """Classify the open mosaic in the background; the window stays fully usable."""
+        mosaic = self.mosaic
+        if mosaic is None:
+            self.statusBar().showMessage("Open a mosaic first", 4000)
+            return
+        if self._classify_job is not None and not self._classify_job.done.is_set():
+            return
+        pixel_um = mosaic.info.pixel_size_um
+        if not pixel_um:
+            self.ask_pixel_size()
+            pixel_um = mosaic.info.pixel_size_um
+            if not pixel_um:
+                self.show_error("Pixel size needed", f"{mosaic.path.name}: the pixel size is "
+                                "unknown; the classifier's scale depends on it. Set it first "
+                                "(Image > Set pixel size).")
+                return
+        model_dir = self._model_dir()
+        token = self._open_token
+        holder: dict[str, Worker] = {}
+
+        def work(progress, cancelled):
+            from rcm_viewer.inference import classify_mosaic, default_bundle_dir, load_bundle
+
+            bundle = load_bundle(model_dir if model_dir is not None else default_bundle_dir())
+            holder["job"].signals.partial.emit(("model", bundle.manifest))
+            return classify_mosaic(mosaic, bundle, pixel_size_um=pixel_um, progress=progress,
+                                   cancel=cancelled,
+                                   on_partial=lambda p: holder["job"].signals.partial.emit(p))
+
+        job = Worker(work, name=f"classifying {mosaic.path.name}")
+        holder["job"] = job
+        job.signals.progress.connect(self._on_classify_progress)
+        job.signals.partial.connect(lambda item: self._on_classify_partial(token, item))
+        job.signals.finished.connect(lambda prediction: self._on_classified(token, prediction))
+        job.signals.failed.connect(lambda message: self._on_classify_failed(token, message))
+        job.signals.cancelled.connect(self._on_classify_cancelled)
+        self._classify_job = job
+        self.prediction = None
+        self.ai_panel.set_running(True)
+        self.progress.setFormat("classifying %v/%m tiles")
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(True)
+        self.progress_cancel.setVisible(True)
+        self.statusBar().showMessage(f"Classifying {mosaic.path.name} in the background…")
+        self._start(job)
+
+    def cancel_classification(self) -> None:
+        job = self._classify_job
+        if job is not None and not job.done.is_set():
+            job.cancel()
+        self._classify_job = None
+        self.ai_panel.set_running(False)
+        self._hide_progress()
+
+    def _on_classify_progress(self, done: int, total: int) -> None:
+        self.ai_panel.set_progress(done, total)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    def _on_classify_partial(self, token: int, item) -> None:
+        if token != self._open_token:
+            return
+        if isinstance(item, tuple) and item and item[0] == "model":
+            manifest = item[1]
+            self.ai_panel.set_model_info(manifest.name, manifest.version, manifest.synthetic)
+            return
+        self.prediction = item
+        self.ai_panel.show_result(_result_view_from_prediction(item))
+
+    def _on_classified(self, token: int, prediction) -> None:
+        self._classify_job = None
+        self.ai_panel.set_running(False)
+        self._hide_progress()
+        if token != self._open_token:
+            return
+        self.prediction = prediction
+        self.ai_panel.show_result(_result_view_from_prediction(prediction))
+        self.statusBar().showMessage(
+            f"Classified in {prediction.seconds:.1f} s ({prediction.n_tiles} tiles)"
+            if prediction.ok else f"Not classified: {prediction.status}", 8000)
+        if prediction.ok and self.store is not None and self.case_id is not None:
+            try:
+                self.store.save_ai_result(self.case_id, _ai_result(prediction), self._reader())
+                self.ai_gate.update_from_case(self.store.get_case(self.case_id))
+            except CaseStoreError as exc:
+                self.show_error("AI result not saved", str(exc))
+        self._refresh_overlay()
+
+    def _on_classify_failed(self, token: int, message: str) -> None:
+        self._classify_job = None
+        self.ai_panel.set_running(False)
+        self._hide_progress()
+        if token == self._open_token:
+            self.show_error("Classification failed", message)
+
+    def _on_classify_cancelled(self) -> None:
+        self.ai_panel.set_running(False)
+        self._hide_progress()
+        self.statusBar().showMessage("Classification cancelled", 5000)
+
+    def _refresh_overlay(self) -> None:
+        overlay = self.ai_panel.overlay() if self.ai_gate.is_revealed() else None
+        if overlay is None:
+            self.view.set_overlay(None)
+            return
+        image, (span_w, span_h) = overlay
+        self.view.set_overlay_opacity(self.ai_panel.opacity_value())
+        self.view.set_overlay(image, QRectF(0, 0, span_w, span_h))
+
+    def tile_probabilities_at(self, x: float, y: float) -> dict[str, float] | None:
+        """The probabilities of the classified tile under a level-0 point (live result only)."""
+        prediction = self.prediction
+        if prediction is None or not self.ai_gate.is_revealed():
+            return None
+        boxes = prediction.tile_boxes
+        if boxes is None or len(boxes) == 0:
+            return None
+        inside = ((boxes[:, 0] <= x) & (x < boxes[:, 0] + boxes[:, 2])
+                  & (boxes[:, 1] <= y) & (y < boxes[:, 1] + boxes[:, 3]))
+        hits = np.flatnonzero(inside)
+        if hits.size == 0:
+            return None
+        probs = prediction.tile_probabilities[hits].mean(axis=0)
+        return dict(zip(prediction.class_ids, (float(p) for p in probs), strict=True))
 
     def _on_initial_committed(self, case_id: str) -> None:
         if self.store is not None and case_id == self.case_id:
@@ -479,6 +716,7 @@ class MainWindow(QMainWindow):
         self.progress_cancel.setVisible(False)
 
     def cancel_background_work(self) -> None:
+        self.cancel_classification()
         if self._build_job is not None:
             self._build_job.cancel()
             self._build_job = None
@@ -490,6 +728,8 @@ class MainWindow(QMainWindow):
         self.form.clear()
         self.form.setEnabled(False)
         self.case_id = None
+        self.prediction = None
+        self.ai_panel.clear()
         self.ai_gate.update_from_case(None)
         self.cancel_background_work()
         self._open_token += 1
@@ -520,6 +760,10 @@ class MainWindow(QMainWindow):
                                         f"({int(x)}, {int(y)} px)")
         else:
             self.position_label.setText(f"x {int(x)} px  y {int(y)} px")
+        tile = self.tile_probabilities_at(x, y)
+        if tile is not None:
+            parts = ", ".join(f"{cid} {p * 100:.0f}%" for cid, p in tile.items())
+            self.position_label.setText(self.position_label.text() + f"   tile: {parts}")
         level = self.view.current_level
         value = self.view.tiles.raw_value(level, x, y)
         if value is None:

@@ -53,6 +53,9 @@ class Worker(QRunnable):
             else:
                 self.signals.finished.emit(result)
         except RcmError as exc:
+            if self._cancel.is_set():
+                self.signals.cancelled.emit()
+                return
             log.info("%s failed: %s", self.name, exc, exc_info=True)
             self.signals.failed.emit(str(exc))
         except Exception as exc:

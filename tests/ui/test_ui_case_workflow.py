@@ -72,3 +72,37 @@ def test_reopening_a_mosaic_restores_its_case_and_view(qtbot, store) -> None:
     again.open_path(demo_mosaic("naevus"))
     qtbot.waitUntil(lambda: again.case_id not in (None, case_id), timeout=30000)
     again.close()
+
+
+def test_a_stored_ai_result_and_heatmap_come_back_with_the_case(qtbot, store) -> None:
+    import numpy as np
+
+    from rcm_viewer.cases import AIResult, Heatmap
+
+    window = _window(qtbot, store)
+    window.open_path(demo_mosaic("naevus"))
+    case_id = _wait_case(qtbot, window)
+    plane = np.zeros((3, 16, 16), np.float32)
+    plane[2, 8:, 8:] = 1.0
+    stored = AIResult.from_probabilities(
+        "rcm-demo", "1.0", "cd" * 32, {"melanoma": 0.1, "bcc": 0.1, "naevus": 0.8},
+        heatmap=Heatmap.from_float(plane, ("melanoma", "bcc", "naevus"), (2048, 2048),
+                                   (0.0, 1.0)),
+        flags=["synthetic_model"])
+    store.save_ai_result(case_id, stored, "tester")
+    window.close()
+
+    again = _window(qtbot, store)
+    again.open_path(demo_mosaic("naevus"))
+    assert _wait_case(qtbot, again) == case_id
+    panel = again.ai_panel
+    assert panel.result is not None and panel.result.probabilities[2] == pytest.approx(0.8)
+    assert not panel.isVisible() and again.view._overlay is None  # reader first: hidden
+    form = again.form
+    form.diagnosis_combo.setCurrentIndex(form.diagnosis_combo.findData("naevus"))
+    form.commit_button.click()
+    qtbot.waitUntil(panel.isVisible, timeout=5000)
+    assert panel.banner.isVisible()  # a synthetic model says so
+    assert again.view._overlay is not None
+    assert again.view._overlay_rect.width() == pytest.approx(2048)
+    again.close()

@@ -1,0 +1,283 @@
+"""The classifier's result: probabilities, model identity, heatmap controls.
+
+Shown inside the reader-first gate, so nothing here is visible before the
+reader commits an unaided assessment (in reader-first mode). Whenever the
+model is a demonstration model trained on synthetic images, a banner says so
+above every probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QImage, QLinearGradient, QPainter
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+SYNTHETIC_BANNER = ("Demonstration model: trained on synthetic images, not for diagnosis")
+COLORMAPS = {"Inferno": "inferno", "Viridis": "viridis", "Plasma": "plasma", "Turbo": "turbo"}
+
+
+@dataclass(frozen=True)
+class ResultView:
+    """What the panel shows; built from a live Prediction or a stored AIResult."""
+
+    class_ids: tuple[str, ...]
+    class_names: tuple[str, ...]
+    probabilities: tuple[float, ...] | None
+    status: str
+    model_name: str
+    model_version: str
+    weights_sha256: str
+    synthetic: bool
+    heatmap: np.ndarray | None  # (classes, H, W) in 0-1
+    heatmap_span: tuple[float, float] = (0.0, 0.0)  # level-0 (width, height) it covers
+    detail: str = ""
+    partial: bool = False
+
+
+def colormap_lut(name: str) -> np.ndarray:
+    """(256, 4) uint8 RGBA lookup table; transparent at 0 so tissue shows through."""
+    cmap = pg.colormap.get(COLORMAPS.get(name, name))
+    rgba = cmap.getLookupTable(0.0, 1.0, 256, alpha=True).astype(np.float32)
+    alpha = np.clip(np.linspace(0.0, 1.0, 256) * 1.6, 0.0, 1.0) * 255
+    rgba[:, 3] = alpha
+    return rgba.astype(np.uint8)
+
+
+def heatmap_image(plane: np.ndarray, colormap: str, threshold: float = 0.0) -> QImage:
+    values = np.clip(plane, 0.0, 1.0)
+    if threshold > 0:
+        values = np.where(values >= threshold, values, 0.0)
+    index = np.round(values * 255).astype(np.uint8)
+    rgba = np.ascontiguousarray(colormap_lut(colormap)[index])
+    h, w, _ = rgba.shape
+    return QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+
+
+class ColorLegend(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._colormap = "Inferno"
+        self.setFixedHeight(30)
+        self.setToolTip("Heatmap colours: how strongly the model's last layer responded "
+                        "for the chosen class (relative, 0 = no response).")
+
+    def set_colormap(self, name: str) -> None:
+        self._colormap = name
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        lut = colormap_lut(self._colormap)
+        bar = self.rect().adjusted(2, 2, -2, -14)
+        gradient = QLinearGradient(bar.left(), 0, bar.right(), 0)
+        for i in range(0, 256, 16):
+            r, g, b, _ = (int(v) for v in lut[i])
+            gradient.setColorAt(i / 255, QColor(r, g, b))
+        painter.fillRect(bar, gradient)
+        painter.setPen(self.palette().windowText().color())
+        painter.drawText(bar.left(), self.height() - 1, "low")
+        painter.drawText(bar.right() - 28, self.height() - 1, "high")
+
+
+class AIPanel(QWidget):
+    classifyRequested = Signal()
+    cancelRequested = Signal()
+    heatmapChanged = Signal()  # class, opacity, colormap, visibility or threshold changed
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.result: ResultView | None = None
+        self.banner = QLabel(SYNTHETIC_BANNER)
+        self.banner.setObjectName("DemoBanner")
+        self.banner.setWordWrap(True)
+        self.banner.setVisible(False)
+        self.model_label = QLabel("No model run yet.")
+        self.model_label.setWordWrap(True)
+        self.classify_button = QPushButton("Classify (Ctrl+R)")
+        self.classify_button.setToolTip("Run the classifier on the whole mosaic in the "
+                                        "background; the window stays usable")
+        self.classify_button.clicked.connect(self.classifyRequested)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancelRequested)
+
+        self.plot = pg.PlotWidget(background=(24, 24, 24))
+        self.plot.setMinimumHeight(120)
+        self.plot.setMaximumHeight(170)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.setMenuEnabled(False)
+        self.plot.getPlotItem().hideButtons()
+        self.plot.setXRange(0, 1.0, padding=0.02)
+        self.plot.getAxis("bottom").setTicks([[(v / 4, f"{v * 25}%") for v in range(5)]])
+        self.plot.setToolTip("Calibrated probability of each class for the whole mosaic")
+        self.bars = pg.BarGraphItem(x0=[], y=[], height=0.6, width=[], brush=(90, 150, 230))
+        self.plot.addItem(self.bars)
+        self._bar_texts: list[pg.TextItem] = []
+        self.summary_label = QLabel("")
+        self.summary_label.setWordWrap(True)
+
+        self.show_heatmap = QCheckBox("Show heatmap (H)")
+        self.show_heatmap.setChecked(True)
+        self.show_heatmap.toggled.connect(self.heatmapChanged)
+        self.class_combo = QComboBox()
+        self.class_combo.setToolTip("Which class's activation map to overlay")
+        self.class_combo.currentIndexChanged.connect(self.heatmapChanged)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(45)
+        self.opacity.setToolTip("Heatmap opacity")
+        self.opacity.valueChanged.connect(self.heatmapChanged)
+        self.threshold = QSlider(Qt.Orientation.Horizontal)
+        self.threshold.setRange(0, 90)
+        self.threshold.setValue(0)
+        self.threshold.setToolTip("Hide heatmap values below this fraction of the maximum")
+        self.threshold.valueChanged.connect(self.heatmapChanged)
+        self.colormap = QComboBox()
+        self.colormap.addItems(list(COLORMAPS))
+        self.colormap.setToolTip("Heatmap colour palette")
+        self.legend = ColorLegend()
+        self.colormap.currentTextChanged.connect(self.legend.set_colormap)
+        self.colormap.currentTextChanged.connect(lambda _t: self.heatmapChanged.emit())
+
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.classify_button)
+        run_row.addWidget(self.progress, 1)
+        run_row.addWidget(self.cancel_button)
+        heat_row = QHBoxLayout()
+        heat_row.addWidget(self.show_heatmap)
+        heat_row.addWidget(self.class_combo, 1)
+        opacity_row = QHBoxLayout()
+        opacity_row.addWidget(QLabel("Opacity"))
+        opacity_row.addWidget(self.opacity, 1)
+        opacity_row.addWidget(QLabel("Threshold"))
+        opacity_row.addWidget(self.threshold, 1)
+        palette_row = QHBoxLayout()
+        palette_row.addWidget(self.colormap)
+        palette_row.addWidget(self.legend, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.banner)
+        layout.addLayout(run_row)
+        layout.addWidget(self.model_label)
+        layout.addWidget(self.plot)
+        layout.addWidget(self.summary_label)
+        layout.addLayout(heat_row)
+        layout.addLayout(opacity_row)
+        layout.addLayout(palette_row)
+        layout.addStretch(1)
+        self._set_heatmap_controls_enabled(False)
+
+    # -- running --------------------------------------------------------------------------
+
+    def set_running(self, running: bool) -> None:
+        self.classify_button.setEnabled(not running)
+        self.progress.setVisible(running)
+        self.cancel_button.setVisible(running)
+        if running:
+            self.progress.setRange(0, 0)
+
+    def set_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{done}/{total} tiles")
+
+    def set_model_info(self, name: str, version: str, synthetic: bool) -> None:
+        self.banner.setVisible(synthetic)
+        self.model_label.setText(f"Model: {name} {version}")
+
+    # -- result ---------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        self.result = None
+        self.bars.setOpts(x0=[], y=[], width=[])
+        for text in self._bar_texts:
+            self.plot.removeItem(text)
+        self._bar_texts = []
+        self.summary_label.setText("")
+        self.model_label.setText("No model run yet.")
+        self.banner.setVisible(False)
+        self.class_combo.clear()
+        self._set_heatmap_controls_enabled(False)
+        self.set_running(False)
+
+    def show_result(self, result: ResultView) -> None:
+        previous_class = self.class_combo.currentData()
+        self.result = result
+        self.banner.setVisible(result.synthetic)
+        sha = result.weights_sha256[:12]
+        self.model_label.setText(f"Model: {result.model_name} {result.model_version} "
+                                 f"(weights {sha}…)")
+        self.model_label.setToolTip(f"weights sha256 {result.weights_sha256}")
+        for text in self._bar_texts:
+            self.plot.removeItem(text)
+        self._bar_texts = []
+        n = len(result.class_ids)
+        ticks = [(n - 1 - i, name) for i, name in enumerate(result.class_names)]
+        self.plot.getAxis("left").setTicks([ticks])
+        self.plot.setYRange(-0.6, n - 0.4, padding=0)
+        if result.probabilities is not None:
+            probs = list(result.probabilities)
+            top = int(np.argmax(probs))
+            brushes = [pg.mkBrush(230, 150, 60) if i == top else pg.mkBrush(90, 150, 230)
+                       for i in range(n)]
+            self.bars.setOpts(x0=[0] * n, y=[n - 1 - i for i in range(n)], width=probs,
+                              brushes=brushes)
+            for i, p in enumerate(probs):
+                text = pg.TextItem(f"{p * 100:.0f}%", color=(235, 235, 235), anchor=(0, 0.5))
+                text.setPos(min(p, 0.82) + 0.02, n - 1 - i)
+                self.plot.addItem(text)
+                self._bar_texts.append(text)
+            lead = "Partial result, still running: " if result.partial else ""
+            self.summary_label.setText(
+                f"{lead}Most likely: {result.class_names[top]} ({probs[top] * 100:.0f}%). "
+                f"{result.detail}")
+        else:
+            self.bars.setOpts(x0=[], y=[], width=[])
+            self.summary_label.setText(f"No prediction: {result.status}. {result.detail}")
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        for cid, name in zip(result.class_ids, result.class_names, strict=True):
+            self.class_combo.addItem(name, cid)
+        index = self.class_combo.findData(previous_class)
+        if index < 0 and result.probabilities is not None:
+            index = int(np.argmax(result.probabilities))
+        self.class_combo.setCurrentIndex(max(index, 0))
+        self.class_combo.blockSignals(False)
+        self._set_heatmap_controls_enabled(result.heatmap is not None)
+        self.heatmapChanged.emit()
+
+    def _set_heatmap_controls_enabled(self, enabled: bool) -> None:
+        for widget in (self.show_heatmap, self.class_combo, self.opacity, self.threshold,
+                       self.colormap, self.legend):
+            widget.setEnabled(enabled)
+
+    def overlay(self) -> tuple[QImage, tuple[float, float]] | None:
+        """The heatmap image for the chosen class and its level-0 span, or None."""
+        result = self.result
+        if result is None or result.heatmap is None or not self.show_heatmap.isChecked():
+            return None
+        cid = self.class_combo.currentData()
+        if cid is None or cid not in result.class_ids:
+            return None
+        plane = result.heatmap[result.class_ids.index(cid)]
+        image = heatmap_image(plane, self.colormap.currentText(), self.threshold.value() / 100)
+        return image, result.heatmap_span
+
+    def opacity_value(self) -> float:
+        return self.opacity.value() / 100.0
