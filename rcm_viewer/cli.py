@@ -177,6 +177,68 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- classify
+
+
+def _add_classify_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="classify mosaics with the ResNet (melanoma / bcc / naevus probabilities)",
+        description=(
+            "Classify each MOSAIC with a model bundle (default: the bundled model) and print "
+            "one row per file: status, top class, one calibrated probability per class, "
+            "model name, version and weights checksum, seconds. A file that cannot be "
+            "classified gets its row with the one-line reason and the others go on. Exit "
+            "code 0 when every file was classified, 2 otherwise. Reader-assist output, not a "
+            "diagnosis."
+        ),
+    )
+    p.add_argument("mosaics", nargs="+", type=Path, metavar="MOSAIC", help="mosaic file(s)")
+    p.add_argument("--model", type=Path, default=None, metavar="DIR",
+                   help="model bundle folder (default: the bundled model)")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="write rows to FILE.json (list of objects) or FILE.csv (with header) "
+                        "instead of a table on stdout")
+    p.add_argument("--pixel-size-um", type=float, default=None, metavar="F",
+                   help="µm per pixel of every MOSAIC (needed when a file does not record it)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the network runs (default: cuda when available)")
+    p.set_defaults(func=_cmd_classify)
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from rcm_viewer.inference import (
+        classify_paths,
+        default_bundle_dir,
+        format_table,
+        load_bundle,
+        write_rows,
+    )
+
+    if args.out is not None and args.out.suffix.lower() not in (".json", ".csv"):
+        raise RcmError(f"{args.out.name}: --out must end in .json or .csv")
+    bundle = load_bundle(args.model if args.model is not None else default_bundle_dir())
+    manifest = bundle.manifest
+    if manifest.synthetic:
+        print(f"rcm-viewer: note: {manifest.display_name}: a demonstration model; its "
+              "probabilities say nothing about real lesions", file=sys.stderr)
+    rows = []
+    for row in classify_paths(args.mosaics, bundle, pixel_size_um=args.pixel_size_um,
+                              device=args.device):
+        rows.append(row)
+        if not row.ok:
+            said = row.status if row.path.name in row.status else f"{row.path}: {row.status}"
+            print(f"rcm-viewer: error: {said}", file=sys.stderr)
+        if args.out is not None:
+            write_rows(rows, args.out, manifest.class_ids)  # after each file: nothing lost
+    if args.out is None:
+        print(format_table(rows, manifest.class_ids))
+    else:
+        ok = sum(r.ok for r in rows)
+        print(f"wrote {args.out} ({len(rows)} mosaic(s), {ok} classified)")
+    return EXIT_OK if all(r.ok for r in rows) else EXIT_BAD_INPUT
+
+
 # --------------------------------------------------------------------------- gui
 
 
@@ -200,10 +262,12 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 
+
 _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_gui_parser,
     _add_synth_parser,
     _add_info_parser,
+    _add_classify_parser,
 ]
 
 
@@ -225,7 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # -v/--verbose is accepted anywhere, e.g. `rcm-viewer gui --demo -v`
+    verbose = any(a in ("-v", "--verbose") for a in argv)
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
     args = parser.parse_args(argv)
+    args.verbose = verbose
     _setup_logging(args.verbose)
     if args.command is None:
         args.paths, args.demo = [], False

@@ -30,3 +30,23 @@ class MosaicError(RcmError):
     def __init__(self, message: str, path: object = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class TrainingError(RcmError):
+    """Training or evaluation cannot start or go on (data too small, one class, bad split...).
+
+    Raised before any training when the data cannot give a meaningful model, so a clinic
+    learns in seconds, not after an hour, that a class folder is nearly empty.
+    """
+
+
+class InferenceError(RcmError):
+    """The classifier cannot run on this input (pixel size unknown, no model, bad device...)."""
+
+
+class ModelBundleError(InferenceError):
+    """A model bundle is missing, incomplete, modified after export or not readable.
+
+    The message is one line that names the file, e.g.
+    ``"weights.pt in models/rcm-resnet34 does not match its checksum: the file was changed"``.
+    """

@@ -1,0 +1,372 @@
+"""Model bundles: a folder with ``manifest.json``, the weights and ``MODEL_CARD.md``.
+
+Reading and verifying a bundle is torch-free (the GUI lists models and shows their card
+before torch loads); only turning the weights into a network (``network.py``) and
+``save_bundle`` import torch, lazily.
+
+Weights are a plain tensor dictionary: ``model.safetensors`` when the ``safetensors``
+package is installed, else ``weights.pt`` read with ``torch.load(weights_only=True)``. No
+pickled Python object is ever executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rcm_viewer.errors import ModelBundleError
+from rcm_viewer.inference.manifest import (
+    MANIFEST_NAME,
+    MODEL_CARD_NAME,
+    ModelManifest,
+    build_manifest,
+    parse_manifest,
+    sha256_bytes,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+#: Names a file in ``models/`` that picks the default bundle when there are several.
+DEFAULT_POINTER_NAME = "DEFAULT"
+#: Overrides the default bundle folder (tests, portable installs, a clinic's own model).
+MODEL_DIR_ENV = "RCM_VIEWER_MODEL_DIR"
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A verified bundle on disk: its folder and parsed manifest.
+
+    Frozen and hashable, so the engine can cache the loaded network per bundle.
+    """
+
+    path: Path
+    manifest: ModelManifest
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / self.manifest.weights_file
+
+    @property
+    def model_card_path(self) -> Path:
+        return self.path / self.manifest.model_card_file
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def model_card(self) -> str:
+        return self.model_card_path.read_text(encoding="utf-8")
+
+    def read_weights(self) -> bytes:
+        """Weights bytes, checked against the manifest again (the file may have changed)."""
+        data = _read_file(self.weights_path, self.path)
+        if sha256_bytes(data) != self.manifest.weights_sha256:
+            raise _mismatch(self.weights_path, self.path)
+        return data
+
+
+@dataclass(frozen=True)
+class BundleEntry:
+    """One folder found by ``list_bundles``: a usable manifest, or why it is not usable."""
+
+    path: Path
+    manifest: ModelManifest | None
+    problem: str | None = None
+
+
+def safetensors_available() -> bool:
+    try:
+        import safetensors.torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _where(path: Path, bundle_dir: Path) -> str:
+    return f"{path.name} in {bundle_dir}"
+
+
+def _mismatch(path: Path, bundle_dir: Path) -> ModelBundleError:
+    return ModelBundleError(
+        f"{_where(path, bundle_dir)} does not match its checksum in {MANIFEST_NAME}: "
+        "the file was changed or damaged after export"
+    )
+
+
+def _read_file(path: Path, bundle_dir: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelBundleError(f"{_where(path, bundle_dir)} is missing") from None
+    except IsADirectoryError:
+        raise ModelBundleError(f"{_where(path, bundle_dir)} is a folder, not a file") from None
+    except OSError as exc:
+        raise ModelBundleError(
+            f"{_where(path, bundle_dir)} cannot be read ({exc.strerror or exc})"
+        ) from None
+
+
+def read_manifest(bundle_dir: str | os.PathLike[str]) -> ModelManifest:
+    """Parse and check a bundle's manifest (schema, fields, seal); files are not hashed."""
+    directory = Path(bundle_dir).expanduser()
+    if not directory.exists():
+        raise ModelBundleError(f"model bundle {directory} does not exist")
+    if not directory.is_dir():
+        raise ModelBundleError(f"model bundle {directory} is not a folder")
+    raw = _read_file(directory / MANIFEST_NAME, directory)
+    where = _where(directory / MANIFEST_NAME, directory)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelBundleError(f"{where} is not valid JSON ({exc})") from None
+    return parse_manifest(data, where)
+
+
+def load_bundle(bundle_dir: str | os.PathLike[str], *, verify: bool = True) -> ModelBundle:
+    """Open a bundle and verify it: manifest seal, weights and model card checksums.
+
+    ``verify=False`` skips hashing the weights (listing many bundles quickly); the weights
+    are hashed again whenever they are loaded into a network, whatever this says.
+    """
+    directory = Path(bundle_dir).expanduser()
+    manifest = read_manifest(directory)
+    card = _read_file(directory / manifest.model_card_file, directory)
+    if sha256_bytes(card) != manifest.model_card_sha256:
+        raise _mismatch(directory / manifest.model_card_file, directory)
+    weights_path = directory / manifest.weights_file
+    if verify:
+        if sha256_bytes(_read_file(weights_path, directory)) != manifest.weights_sha256:
+            raise _mismatch(weights_path, directory)
+    elif not weights_path.is_file():
+        raise ModelBundleError(f"{_where(weights_path, directory)} is missing")
+    return ModelBundle(directory.resolve(), manifest)
+
+
+def list_bundles(models_dir: str | os.PathLike[str] | None = None) -> list[BundleEntry]:
+    """Every sub-folder of ``models_dir`` (default: the repo's ``models/``) with a manifest.
+
+    Broken bundles are listed with their problem rather than hidden, so a model picker can
+    say why a model is unusable. Weights are not hashed here (see ``load_bundle``).
+    """
+    from rcm_viewer.paths import MODELS_DIR
+
+    root = Path(models_dir).expanduser() if models_dir is not None else MODELS_DIR
+    entries: list[BundleEntry] = []
+    if not root.is_dir():
+        return entries
+    for child in sorted(root.iterdir()):
+        if not (child / MANIFEST_NAME).is_file():
+            continue
+        try:
+            bundle = load_bundle(child, verify=False)
+            entries.append(BundleEntry(bundle.path, bundle.manifest))
+        except ModelBundleError as exc:
+            entries.append(BundleEntry(child.resolve(), None, str(exc)))
+    return entries
+
+
+def default_bundle_dir(models_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The model used when none is chosen.
+
+    ``$RCM_VIEWER_MODEL_DIR`` if set; else the only bundle in ``models/``; else the one
+    that ``models/DEFAULT`` names. Raises ``ModelBundleError`` with what to do otherwise.
+    """
+    from rcm_viewer.paths import MODELS_DIR
+
+    override = os.environ.get(MODEL_DIR_ENV)
+    if override and models_dir is None:
+        return Path(override).expanduser()
+    root = Path(models_dir).expanduser() if models_dir is not None else MODELS_DIR
+    pointer = root / DEFAULT_POINTER_NAME
+    if pointer.is_file():
+        name = pointer.read_text(encoding="utf-8").strip()
+        if not (root / name / MANIFEST_NAME).is_file():
+            raise ModelBundleError(
+                f"{pointer} names {name!r}, which is not a model bundle in {root}"
+            )
+        return root / name
+    candidates = sorted(
+        child for child in root.iterdir() if (child / MANIFEST_NAME).is_file()
+    ) if root.is_dir() else []
+    if not candidates:
+        raise ModelBundleError(
+            f"no classifier model is installed ({root} holds no model bundle): "
+            "choose one with --model DIR"
+        )
+    if len(candidates) > 1:
+        names = ", ".join(c.name for c in candidates)
+        raise ModelBundleError(
+            f"{root} holds several models ({names}): choose one with --model DIR or name it "
+            f"in {pointer}"
+        )
+    return candidates[0]
+
+
+# ------------------------------------------------------------------------------ saving
+
+
+def save_bundle(
+    model: torch.nn.Module | Mapping[str, torch.Tensor],
+    manifest_fields: Mapping[str, Any],
+    bundle_dir: str | os.PathLike[str],
+    *,
+    fp16: bool = False,
+    model_card: str | None = None,
+    overwrite: bool = False,
+) -> ModelBundle:
+    """Write a sealed bundle (weights, model card, manifest) and return it, verified.
+
+    ``manifest_fields`` is the keyword form of ``manifest.build_manifest`` (name, version,
+    pixel_size_um, training={"synthetic": ..., "data": ...}, ...). The weights must fit
+    the named architecture and class count (checked before anything is written).
+    ``fp16`` halves the file; the engine computes in float32 whatever the file holds.
+    ``model_card`` replaces the generated card (Markdown). Files are written to a
+    temporary folder and moved into place, so a crash never leaves half a bundle.
+    """
+    import torch
+
+    from rcm_viewer.inference.network import build_network
+
+    directory = Path(bundle_dir).expanduser()
+    if directory.exists() and any(directory.iterdir()) and not overwrite:
+        raise ModelBundleError(f"{directory} already exists and is not empty")
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else dict(model)
+    state = {
+        key: (value.detach().to("cpu", torch.float16 if fp16 else torch.float32)
+              if value.is_floating_point() else value.detach().cpu()).contiguous()
+        for key, value in state.items()
+    }
+    use_safetensors = safetensors_available()
+    weights_format = "safetensors" if use_safetensors else "torch_state_dict"
+    weights_file = "model.safetensors" if use_safetensors else "weights.pt"
+    draft = build_manifest(
+        manifest_fields,
+        weights_file=weights_file,
+        weights_sha256="0" * 64,
+        weights_format=weights_format,
+        weights_dtype="float16" if fp16 else "float32",
+    )
+    network = build_network(draft.architecture, draft.n_classes)
+    try:
+        network.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                 for k, v in state.items()}, strict=True)
+    except RuntimeError as exc:
+        raise ModelBundleError(
+            f"the weights do not fit a {draft.architecture} with {draft.n_classes} classes "
+            f"({str(exc).splitlines()[0]})"
+        ) from None
+
+    if use_safetensors:
+        from safetensors.torch import save as safetensors_save
+
+        weights = safetensors_save(state)
+    else:
+        import io
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        weights = buffer.getvalue()
+    manifest = build_manifest(
+        manifest_fields,
+        weights_file=weights_file,
+        weights_sha256=sha256_bytes(weights),
+        weights_format=weights_format,
+        weights_dtype=draft.weights_dtype,
+    )
+    card = (model_card if model_card is not None else render_model_card(manifest)).encode(
+        "utf-8"
+    )
+    manifest = build_manifest(
+        {**manifest_fields, "created": manifest.created},
+        weights_file=weights_file,
+        weights_sha256=manifest.weights_sha256,
+        weights_format=weights_format,
+        weights_dtype=draft.weights_dtype,
+        model_card_sha256=sha256_bytes(card),
+    )
+    manifest_bytes = (json.dumps(manifest.sealed_dict(), indent=2, ensure_ascii=False)
+                      + "\n").encode("utf-8")
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        (staging / weights_file).write_bytes(weights)
+        (staging / MODEL_CARD_NAME).write_bytes(card)
+        (staging / MANIFEST_NAME).write_bytes(manifest_bytes)
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            directory.rename(old)
+            staging.rename(directory)
+            _remove_tree(old)
+        else:
+            staging.rename(directory)
+    except OSError as exc:
+        _remove_tree(staging)
+        raise ModelBundleError(f"cannot write model bundle {directory}: {exc}") from exc
+    return load_bundle(directory)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    with contextlib.suppress(OSError):
+        shutil.rmtree(path)
+
+
+def render_model_card(manifest: ModelManifest) -> str:
+    """A model card in the sections of Mitchell et al. 2019, from the manifest's facts."""
+    t = dict(manifest.training)
+    lines = [f"# Model card: {manifest.name} {manifest.version}", ""]
+    if manifest.synthetic:
+        lines += [
+            "> **Demonstration model.** Trained on procedurally generated (synthetic) images,",
+            "> not on patient data. Its outputs say nothing about real lesions.",
+            "",
+        ]
+    counts = t.get("counts_per_class") or {}
+    metrics = t.get("metrics") or {}
+    lines += [
+        "## Model details",
+        f"- Architecture: {manifest.architecture} (global average pool + one linear layer)",
+        f"- Classes: {', '.join(f'{n} (`{i}`)' for i, n in zip(manifest.class_ids, manifest.class_names, strict=True))}",  # noqa: E501
+        f"- Input: {manifest.tile_px} x {manifest.tile_px} px tiles at "
+        f"{manifest.pixel_size_um:g} µm/px ({manifest.tile_px * manifest.pixel_size_um:g} µm), "
+        f"stride {manifest.tile_stride_px} px; {manifest.channels.replace('_', ' ')}; "
+        f"intensity: {manifest.intensity_scaling.replace('_', ' ')}",
+        f"- Aggregation: {manifest.aggregation_description}",
+        f"- Calibration: temperature {manifest.temperature:g} ({manifest.calibration_note})",
+        f"- Weights: `{manifest.weights_file}` ({manifest.weights_dtype}), sha256 "
+        f"`{manifest.weights_sha256}`",
+        f"- Created: {manifest.created}",
+        "",
+        "## Intended use",
+        manifest.intended_use,
+        "",
+        "## Factors",
+        str(t.get("factors", "Device generation (VivaScope 1500/3000), skin type, body site "
+                             "and depth of the mosaic may change performance; not evaluated.")),
+        "",
+        "## Metrics",
+        "\n".join(f"- {k}: {v}" for k, v in metrics.items()) or "Not reported.",
+        "",
+        "## Training and evaluation data",
+        str(t.get("data", "")),
+        "\n".join(f"- {k}: {v}" for k, v in counts.items()),
+        "",
+        "## Caveats and recommendations",
+        str(t.get("caveats", "Probabilities are calibrated only as far as the data above "
+                              "allows. Review the full mosaic; do not rely on the heatmap "
+                              "alone.")),
+        "",
+    ]
+    return "\n".join(lines)
