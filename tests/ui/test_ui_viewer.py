@@ -192,3 +192,24 @@ def test_layout_and_recent_files_survive_a_restart(qtbot) -> None:
     assert second.size().width() == 700
     assert not second.display_dock.isVisible()
     second.close()
+
+
+def test_the_window_opens_a_mosaic_without_importing_torch() -> None:
+    """Start-up stays light: torch loads only when the classifier first runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from rcm_viewer.ui.app import create_app\n"
+        "from rcm_viewer.ui.main_window import MainWindow\n"
+        "from rcm_viewer.paths import demo_mosaic\n"
+        "app = create_app(); w = MainWindow(); w.show(); w.open_path(demo_mosaic())\n"
+        "assert w.wait_until_idle(30) and w.mosaic is not None\n"
+        "print('torch' in sys.modules)\n"
+        "w.close()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
