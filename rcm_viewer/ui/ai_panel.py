@@ -28,6 +28,18 @@ from PySide6.QtWidgets import (
 
 SYNTHETIC_BANNER = ("Demonstration model: trained on synthetic images, not for diagnosis")
 COLORMAPS = {"Inferno": "inferno", "Viridis": "viridis", "Plasma": "plasma", "Turbo": "turbo"}
+#: pytorch-grad-cam methods offered for the visible region (ids of inference.CAM_METHODS;
+#: listed here so the panel needs no torch). Slow ones say so.
+REGION_METHODS = [
+    ("gradcam", "Grad-CAM"),
+    ("gradcam++", "Grad-CAM++"),
+    ("hirescam", "HiResCAM"),
+    ("xgradcam", "XGrad-CAM"),
+    ("layercam", "Layer-CAM"),
+    ("eigencam", "Eigen-CAM"),
+    ("scorecam", "Score-CAM (slow: hundreds of forwards)"),
+    ("ablationcam", "Ablation-CAM (slow)"),
+]
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,8 @@ class ColorLegend(QWidget):
 class AIPanel(QWidget):
     classifyRequested = Signal()
     cancelRequested = Signal()
+    explainRequested = Signal(str, str)  # method id, layer
+    clearExplanationRequested = Signal()
     heatmapChanged = Signal()  # class, opacity, colormap, visibility or threshold changed
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -155,6 +169,29 @@ class AIPanel(QWidget):
         self.colormap.currentTextChanged.connect(self.legend.set_colormap)
         self.colormap.currentTextChanged.connect(lambda _t: self.heatmapChanged.emit())
 
+        self.method_combo = QComboBox()
+        for method_id, label in REGION_METHODS:
+            self.method_combo.addItem(label, method_id)
+        self.method_combo.setToolTip("Second-opinion saliency method (pytorch-grad-cam) for the "
+                                     "region on screen; Grad-CAM is the default")
+        self.layer_combo = QComboBox()
+        self.layer_combo.addItem("last block (layer4)", "layer4")
+        self.layer_combo.addItem("finer (layer3)", "layer3")
+        self.layer_combo.setToolTip("Which network layer the map comes from: layer3 is twice "
+                                    "as fine, layer4 is what the class decision uses")
+        self.explain_button = QPushButton("Explain visible region")
+        self.explain_button.setToolTip("Compute the chosen saliency map for the chosen class "
+                                       "over the region on screen (zoom in first: at most "
+                                       "about 1 mm a side)")
+        self.explain_button.clicked.connect(
+            lambda: self.explainRequested.emit(self.method_combo.currentData(),
+                                               self.layer_combo.currentData()))
+        self.clear_explain_button = QPushButton("Back to whole-mosaic map")
+        self.clear_explain_button.clicked.connect(self.clearExplanationRequested)
+        self.clear_explain_button.setVisible(False)
+        self.explain_label = QLabel("")
+        self.explain_label.setWordWrap(True)
+
         run_row = QHBoxLayout()
         run_row.addWidget(self.classify_button)
         run_row.addWidget(self.progress, 1)
@@ -180,6 +217,15 @@ class AIPanel(QWidget):
         layout.addLayout(heat_row)
         layout.addLayout(opacity_row)
         layout.addLayout(palette_row)
+        explain_row = QHBoxLayout()
+        explain_row.addWidget(self.method_combo, 1)
+        explain_row.addWidget(self.layer_combo)
+        layout.addLayout(explain_row)
+        explain_buttons = QHBoxLayout()
+        explain_buttons.addWidget(self.explain_button)
+        explain_buttons.addWidget(self.clear_explain_button)
+        layout.addLayout(explain_buttons)
+        layout.addWidget(self.explain_label)
         layout.addStretch(1)
         self._set_heatmap_controls_enabled(False)
 
@@ -214,6 +260,7 @@ class AIPanel(QWidget):
         self.banner.setVisible(False)
         self.class_combo.clear()
         self._set_heatmap_controls_enabled(False)
+        self.set_explanation_state("", False)
         self.set_running(False)
 
     def show_result(self, result: ResultView) -> None:
@@ -264,8 +311,14 @@ class AIPanel(QWidget):
 
     def _set_heatmap_controls_enabled(self, enabled: bool) -> None:
         for widget in (self.show_heatmap, self.class_combo, self.opacity, self.threshold,
-                       self.colormap, self.legend):
+                       self.colormap, self.legend, self.method_combo, self.layer_combo,
+                       self.explain_button):
             widget.setEnabled(enabled)
+
+    def set_explanation_state(self, text: str, active: bool, busy: bool = False) -> None:
+        self.explain_label.setText(text)
+        self.clear_explain_button.setVisible(active)
+        self.explain_button.setEnabled(not busy and self.result is not None)
 
     def overlay(self) -> tuple[QImage, tuple[float, float]] | None:
         """The heatmap image for the chosen class and its level-0 span, or None."""

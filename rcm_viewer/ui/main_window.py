@@ -158,6 +158,10 @@ class MainWindow(QMainWindow):
         self.ai_panel.classifyRequested.connect(self.classify)
         self.ai_panel.cancelRequested.connect(self.cancel_classification)
         self.ai_panel.heatmapChanged.connect(self._refresh_overlay)
+        self.ai_panel.explainRequested.connect(self.explain_visible_region)
+        self.ai_panel.clearExplanationRequested.connect(self.clear_region_explanation)
+        self.region_explanation = None  # RegionExplanation on screen instead of the map
+        self._explain_job: Worker | None = None
         self.ai_gate = AIGate()
         self.ai_gate.set_content(self.ai_panel)
         self.ai_gate.revealedChanged.connect(lambda _revealed: self._refresh_overlay())
@@ -394,6 +398,7 @@ class MainWindow(QMainWindow):
         self.form.flush()
         self.case_id = None
         self.prediction = None
+        self.region_explanation = None
         self.ai_panel.clear()
         self._refresh_overlay()
         self.form.clear()
@@ -577,8 +582,74 @@ class MainWindow(QMainWindow):
         self._hide_progress()
         self.statusBar().showMessage("Classification cancelled", 5000)
 
+    def explain_visible_region(self, method: str, layer: str) -> None:
+        """A pytorch-grad-cam map of the region on screen, in a worker (can take a while)."""
+        mosaic = self.mosaic
+        if mosaic is None or self.ai_panel.result is None or not self.ai_gate.is_revealed():
+            return
+        if self._explain_job is not None and not self._explain_job.done.is_set():
+            return
+        rect = self.view.visible_scene_rect().intersected(
+            QRectF(0, 0, mosaic.info.width, mosaic.info.height))
+        if rect.isEmpty():
+            return
+        x, y = int(rect.left()), int(rect.top())
+        region = (x, y, max(1, int(rect.width())), max(1, int(rect.height())))
+        target = self.ai_panel.class_combo.currentData()
+        pixel_um = mosaic.info.pixel_size_um
+        model_dir = self._model_dir()
+        token = self._open_token
+
+        def work(progress, cancelled):
+            from rcm_viewer.inference import default_bundle_dir, explain_region, load_bundle
+
+            bundle = load_bundle(model_dir if model_dir is not None else default_bundle_dir())
+            return explain_region(mosaic, bundle, region, method, target, layer=layer,
+                                  pixel_size_um=pixel_um)
+
+        job = Worker(work, name=f"{method} of the visible region")
+        job.signals.finished.connect(lambda result: self._on_explained(token, result))
+        job.signals.failed.connect(lambda message: self._on_explain_failed(token, message))
+        self._explain_job = job
+        self.ai_panel.set_explanation_state(f"Computing {method} over the visible region…",
+                                            False, busy=True)
+        self._start(job)
+
+    def _on_explained(self, token: int, explanation) -> None:
+        if token != self._open_token:
+            return
+        self.region_explanation = explanation
+        x, y, w, h = explanation.rect
+        self.ai_panel.set_explanation_state(
+            f"Showing {explanation.method} ({explanation.layer}) for "
+            f"{explanation.target_class} over the region {w} x {h} px at ({x}, {y}), "
+            f"{explanation.seconds:.1f} s. Values are relative within this region.", True)
+        self._refresh_overlay()
+
+    def _on_explain_failed(self, token: int, message: str) -> None:
+        self.ai_panel.set_explanation_state("", self.region_explanation is not None)
+        if token == self._open_token:
+            self.show_error("Explanation failed", message)
+
+    def clear_region_explanation(self) -> None:
+        self.region_explanation = None
+        self.ai_panel.set_explanation_state("", False)
+        self._refresh_overlay()
+
     def _refresh_overlay(self) -> None:
+        if self.region_explanation is not None and self.ai_gate.is_revealed():
+            from rcm_viewer.ui.ai_panel import heatmap_image
+
+            explanation = self.region_explanation
+            image = heatmap_image(explanation.heatmap, self.ai_panel.colormap.currentText(),
+                                  self.ai_panel.threshold.value() / 100)
+            x, y, w, h = explanation.rect
+            self.view.set_overlay_opacity(self.ai_panel.opacity_value())
+            self.view.set_overlay_visible(self.ai_panel.show_heatmap.isChecked())
+            self.view.set_overlay(image, QRectF(x, y, w, h))
+            return
         overlay = self.ai_panel.overlay() if self.ai_gate.is_revealed() else None
+        self.view.set_overlay_visible(True)
         if overlay is None:
             self.view.set_overlay(None)
             return
@@ -729,6 +800,7 @@ class MainWindow(QMainWindow):
         self.form.setEnabled(False)
         self.case_id = None
         self.prediction = None
+        self.region_explanation = None
         self.ai_panel.clear()
         self.ai_gate.update_from_case(None)
         self.cancel_background_work()

@@ -101,6 +101,14 @@ def test_classify_while_panning_then_reveal(qtbot, window, trained_model) -> Non
     view.set_zoom(2.0, QPointF(800, 800))
     view.viewport().repaint()
     assert view._overlay_rect.width() == pytest.approx(span)
+    # a second-opinion map (pytorch-grad-cam) of the region on screen, on demand
+    window.explain_visible_region("gradcam", "layer4")
+    qtbot.waitUntil(lambda: window.region_explanation is not None, timeout=120000)
+    x, y, w, h = window.region_explanation.rect
+    assert view._overlay_rect.left() == pytest.approx(x) and view._overlay_rect.width() == w
+    assert window.ai_panel.clear_explain_button.isVisibleTo(window.ai_panel)
+    window.clear_region_explanation()
+    assert view._overlay_rect.width() == pytest.approx(span)
 
 
 def test_cancel_and_opening_another_mosaic_stop_the_job(qtbot, window, trained_model) -> None:
