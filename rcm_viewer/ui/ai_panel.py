@@ -132,7 +132,7 @@ class AIPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancelRequested)
 
         self.plot = pg.PlotWidget(background=(24, 24, 24))
-        self.plot.setMinimumHeight(120)
+        self.plot.setMinimumHeight(130)
         self.plot.setMaximumHeight(170)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.setMenuEnabled(False)
@@ -214,6 +214,7 @@ class AIPanel(QWidget):
         layout.addWidget(self.model_label)
         layout.addWidget(self.plot)
         layout.addWidget(self.summary_label)
+        self.summary_label.setMinimumHeight(self.summary_label.fontMetrics().height() * 3)
         layout.addLayout(heat_row)
         layout.addLayout(opacity_row)
         layout.addLayout(palette_row)

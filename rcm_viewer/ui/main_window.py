@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QWidget,
 )
 
@@ -163,7 +164,11 @@ class MainWindow(QMainWindow):
         self.region_explanation = None  # RegionExplanation on screen instead of the map
         self._explain_job: Worker | None = None
         self.ai_gate = AIGate()
-        self.ai_gate.set_content(self.ai_panel)
+        ai_scroll = QScrollArea()
+        ai_scroll.setWidgetResizable(True)
+        ai_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        ai_scroll.setWidget(self.ai_panel)
+        self.ai_gate.set_content(ai_scroll)
         self.ai_gate.revealedChanged.connect(lambda _revealed: self._refresh_overlay())
         self._classify_job: Worker | None = None
         self.prediction = None  # the live Prediction of the current mosaic, if any
@@ -507,7 +512,7 @@ class MainWindow(QMainWindow):
 
             bundle = load_bundle(model_dir if model_dir is not None else default_bundle_dir())
             holder["job"].signals.partial.emit(("model", bundle.manifest))
-            return classify_mosaic(mosaic, bundle, pixel_size_um=pixel_um, progress=progress,
+            return classify_mosaic(mosaic, bundle, progress=progress,
                                    cancel=cancelled,
                                    on_partial=lambda p: holder["job"].signals.partial.emit(p))
 
@@ -939,9 +944,9 @@ class MainWindow(QMainWindow):
         else:
             self.resizeDocks([self.overview_dock, self.display_dock], [280, 280],
                              Qt.Orientation.Horizontal)
-            self.resizeDocks([self.form_dock, self.ai_dock], [400, 400],
+            self.resizeDocks([self.form_dock, self.ai_dock], [440, 440],
                              Qt.Orientation.Horizontal)
-            self.resizeDocks([self.form_dock, self.ai_dock], [560, 240],
+            self.resizeDocks([self.form_dock, self.ai_dock], [480, 420],
                              Qt.Orientation.Vertical)
             self.resizeDocks([self.overview_dock, self.display_dock], [300, 260],
                              Qt.Orientation.Vertical)
