@@ -262,12 +262,15 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 
+from rcm_viewer.training.commands import add_evaluate_parser, add_train_parser  # noqa: E402
 
 _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_gui_parser,
     _add_synth_parser,
     _add_info_parser,
     _add_classify_parser,
+    add_train_parser,
+    add_evaluate_parser,
 ]
 
 

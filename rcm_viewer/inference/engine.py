@@ -313,6 +313,11 @@ def classify_mosaic(
     """
     started = time.perf_counter()
     manifest = bundle.manifest
+    if manifest.training.get("input") == "whole_mosaic":
+        raise InferenceError(
+            f"{manifest.name} was trained on whole mosaics shrunk to one image (the published "
+            "baseline); it cannot classify tiles: use rcm-viewer evaluate for it"
+        )
     mosaic_um, flags = _resolve_pixel_size(mosaic, pixel_size_um)
     if batch_size < 1:
         raise InferenceError("batch size must be at least 1")
