@@ -31,7 +31,7 @@ import torch.nn.functional as F  # noqa: N812 - torch's own convention
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 from torchvision.transforms import InterpolationMode, v2
 
-from rcm_viewer.inference.engine import read_model_pixels
+from rcm_viewer.inference.engine import ModelGeometry, read_model_pixels
 from rcm_viewer.inference.tissue import TissueMask, low_resolution, tissue_mask, white_point
 from rcm_viewer.mosaic import Mosaic, open_mosaic
 from rcm_viewer.training.data import MosaicRecord
@@ -61,29 +61,6 @@ class CropSettings:
     min_tissue_fraction: float = 0.5
     whole_mosaic: bool = False
     augment: bool = True
-
-
-@dataclass(frozen=True)
-class ModelGeometry:
-    """How a mosaic's pixels map to model pixels: the engine's rule (engine._Geometry)."""
-
-    factor: float
-    level: int
-    level_per_model: float
-    model_width: int
-    model_height: int
-
-    @classmethod
-    def of(cls, mosaic: Mosaic, mosaic_um: float, model_um: float) -> ModelGeometry:
-        factor = model_um / mosaic_um
-        level = mosaic.best_level(max(factor, 1.0))
-        per_model = factor / mosaic.info.levels[level].downsample
-        if abs(per_model - round(per_model)) < 1e-6:
-            per_model = float(round(per_model))
-        info = mosaic.info
-        return cls(factor, level, per_model,
-                   max(1, math.ceil(info.width / factor - 1e-6)),
-                   max(1, math.ceil(info.height / factor - 1e-6)))
 
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:
