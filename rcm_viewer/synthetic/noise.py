@@ -62,6 +62,24 @@ def _lattice_range(i: np.ndarray) -> tuple[int, int]:
     return int(i.min()), int(i.max())
 
 
+def _cell_lattice(gx, gy):
+    """Cells under the pixels plus a one-cell border: what a 3x3 neighbour search reads.
+
+    Returns (shape, ix, iy, x0, y0, x1, cx, cy): the broadcast pixel shape, each pixel's
+    cell, the lattice origin and last column, and the lattice coordinates (row and column
+    vectors) on which per-cell random values are hashed.
+    """
+    shape = np.broadcast_shapes(np.shape(gx), np.shape(gy))
+    ix = np.floor(gx).astype(np.int64)
+    iy = np.floor(gy).astype(np.int64)
+    x0, x1 = _lattice_range(ix)
+    y0, y1 = _lattice_range(iy)
+    x0, y0, x1, y1 = x0 - 1, y0 - 1, x1 + 1, y1 + 1
+    cx = np.arange(x0, x1 + 1)[None, :]
+    cy = np.arange(y0, y1 + 1)[:, None]
+    return shape, ix, iy, x0, y0, x1, cx, cy
+
+
 def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
     t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
@@ -118,14 +136,7 @@ class Worley:
     def __init__(
         self, gx: np.ndarray, gy: np.ndarray, seed: int, layer: int, jitter: float = 1.0
     ) -> None:
-        shape = np.broadcast_shapes(np.shape(gx), np.shape(gy))
-        ix = np.floor(gx).astype(np.int64)
-        iy = np.floor(gy).astype(np.int64)
-        x0, x1 = _lattice_range(ix)
-        y0, y1 = _lattice_range(iy)
-        x0, y0, x1, y1 = x0 - 1, y0 - 1, x1 + 1, y1 + 1
-        cx = np.arange(x0, x1 + 1)[None, :]
-        cy = np.arange(y0, y1 + 1)[:, None]
+        shape, ix, iy, x0, y0, x1, cx, cy = _cell_lattice(gx, gy)
         px = (cx + 0.5 + jitter * (hash_uniform(seed, layer, cx, cy, 1) - 0.5)).astype(np.float32)
         py = (cy + 0.5 + jitter * (hash_uniform(seed, layer, cx, cy, 2) - 0.5)).astype(np.float32)
         values = hash_uniform(seed, layer, cx, cy, 3).astype(np.float32)
@@ -177,14 +188,7 @@ class BlobField:
         lobulation: float = 0.0,
         jitter: float = 0.6,
     ) -> None:
-        shape = np.broadcast_shapes(np.shape(gx), np.shape(gy))
-        ix = np.floor(gx).astype(np.int64)
-        iy = np.floor(gy).astype(np.int64)
-        x0, x1 = _lattice_range(ix)
-        y0, y1 = _lattice_range(iy)
-        x0, y0, x1, y1 = x0 - 1, y0 - 1, x1 + 1, y1 + 1
-        cx = np.arange(x0, x1 + 1)[None, :]
-        cy = np.arange(y0, y1 + 1)[:, None]
+        shape, ix, iy, x0, y0, x1, cx, cy = _cell_lattice(gx, gy)
 
         def h(k: int) -> np.ndarray:
             return hash_uniform(seed, layer, cx, cy, k).astype(np.float32).ravel()
