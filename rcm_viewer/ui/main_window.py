@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSpinBox,
     QWidget,
 )
 
@@ -207,6 +208,11 @@ class MainWindow(QMainWindow):
         self.zoom_label.setToolTip("Zoom (100 % = one screen pixel per stored pixel) and the "
                                    "resolution level being shown")
         self.pixel_label = QLabel("")
+        self.page_spin = QSpinBox()
+        self.page_spin.setPrefix("page ")
+        self.page_spin.setToolTip("Page of a multi-page stack (VivaStack): PgUp / PgDn")
+        self.page_spin.setVisible(False)
+        self.page_spin.valueChanged.connect(lambda value: self.set_page(value - 1))
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(180)
         self.progress.setVisible(False)
@@ -215,7 +221,8 @@ class MainWindow(QMainWindow):
         self.progress_cancel.clicked.connect(self.cancel_background_work)
         for widget in (self.position_label, self.value_label):
             bar.addWidget(widget)
-        for widget in (self.progress, self.progress_cancel, self.zoom_label, self.pixel_label):
+        for widget in (self.progress, self.progress_cancel, self.page_spin, self.zoom_label,
+                       self.pixel_label):
             bar.addPermanentWidget(widget)
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -290,7 +297,13 @@ class MainWindow(QMainWindow):
         self.model_menu = analysis_menu.addMenu("&Model")
         self.model_menu.aboutToShow.connect(self._fill_model_menu)
 
+        self.next_page_action = self._action("Next page", lambda: self._step_page(1), "PgDown",
+                                             "Next page of a stack (PgDn)")
+        self.previous_page_action = self._action("Previous page", lambda: self._step_page(-1),
+                                                 "PgUp", "Previous page of a stack (PgUp)")
         image_menu = menu.addMenu("&Image")
+        image_menu.addAction(self.next_page_action)
+        image_menu.addAction(self.previous_page_action)
         self.pixel_size_action = self._action("Set &pixel size…", self.ask_pixel_size,
                                               "Ctrl+Shift+P",
                                               "Set the size of one pixel in µm (remembered for "
@@ -359,6 +372,13 @@ class MainWindow(QMainWindow):
             self.overview.set_image(None, info.width, info.height)
         if previous is not None:
             previous.close()
+        self.view.tiles.set_page(0)
+        self.page_spin.blockSignals(True)
+        self.page_spin.setRange(1, max(1, info.pages))
+        self.page_spin.setValue(1)
+        self.page_spin.blockSignals(False)
+        self.page_spin.setSuffix(f" / {info.pages}")
+        self.page_spin.setVisible(info.pages > 1)
         self.setWindowTitle(f"{path.name} — rcm-viewer")
         app_settings_module.add_recent_file(str(path.resolve()))
         settings = app_settings_module.app_settings()
@@ -725,6 +745,25 @@ class MainWindow(QMainWindow):
                             "the case follows it.")
             return
         self.open_path(Path(mosaic_path))
+
+    def _step_page(self, step: int) -> None:
+        if self.mosaic is not None and self.mosaic.pages > 1:
+            self.page_spin.setValue(self.page_spin.value() + step)
+
+    def set_page(self, page: int) -> None:
+        """Show page ``page`` (0-based) of a stack; overview and tiles are read for it."""
+        mosaic = self.mosaic
+        if mosaic is None or not 0 <= page < mosaic.pages or page == self.view.tiles.page:
+            return
+        self.view.tiles.set_page(page)
+        level = _overview_level(mosaic)
+        if level is not None:
+            info = mosaic.info.levels[level]
+            self._overview_pixels = mosaic.read_region(level, 0, 0, info.width, info.height,
+                                                       page=page)
+            self._refresh_overview_image(self.contrast.settings())
+        self.view.viewport().update()
+        self.statusBar().showMessage(f"Page {page + 1} of {mosaic.pages}", 3000)
 
     def _apply_overview(self, level: int, pixels: np.ndarray, display_range) -> None:
         mosaic = self.mosaic

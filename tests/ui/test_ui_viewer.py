@@ -213,3 +213,19 @@ def test_the_window_opens_a_mosaic_without_importing_torch() -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_stack_pages_are_navigable(window, tmp_path) -> None:
+    pages = np.stack([np.full((600, 800), value, np.uint8) for value in (40, 120, 200)])
+    pages[:, 100:200, 100:200] = 0  # some structure, so auto-contrast has a range
+    path = tmp_path / "vivastack.tif"
+    tifffile.imwrite(path, pages, photometric="minisblack")
+    _open(window, path)
+    assert window.mosaic.pages == 3 and window.page_spin.isVisibleTo(window)
+    values = []
+    for page in range(3):
+        window.page_spin.setValue(page + 1)
+        _settle(window)
+        value = window.view.tiles.raw_value(window.view.current_level, 400, 400)
+        values.append(value)
+    assert values == [40, 120, 200]
