@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ from PySide6.QtGui import QImage
 
 from rcm_viewer.errors import RcmError
 from rcm_viewer.mosaic import Mosaic
+from rcm_viewer.mosaic.cache import SegmentCache
 
 log = logging.getLogger(__name__)
 
@@ -69,44 +69,6 @@ def to_qimage(pixels: np.ndarray, lut: np.ndarray) -> QImage:
         h, w, _ = display.shape
         image = QImage(display.data, w, h, 3 * w, QImage.Format.Format_RGB888)
     return image.copy()
-
-
-class _ByteLRU:
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self._items: OrderedDict = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value[0] if value is not None else None
-
-    def put(self, key, value, nbytes: int) -> None:
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            self._items[key] = (value, nbytes)
-            self._bytes += nbytes
-            while self._bytes > self.budget and len(self._items) > 1:
-                _, (_, size) = self._items.popitem(last=False)
-                self._bytes -= size
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class _Signals(QObject):
@@ -159,8 +121,8 @@ class TileCache(QObject):
         self.signals.failed.connect(self._on_failed)
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(threads)
-        self._display = _ByteLRU(DISPLAY_CACHE_BYTES)
-        self._raw = _ByteLRU(RAW_CACHE_BYTES)
+        self._display = SegmentCache(DISPLAY_CACHE_BYTES)
+        self._raw = SegmentCache(RAW_CACHE_BYTES)
         self._lock = threading.Lock()
         self._pending: set[TileKey] = set()
         self._wanted: set[TileKey] = set()
