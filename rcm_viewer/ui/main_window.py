@@ -756,14 +756,24 @@ class MainWindow(QMainWindow):
         if mosaic is None or not 0 <= page < mosaic.pages or page == self.view.tiles.page:
             return
         self.view.tiles.set_page(page)
-        level = _overview_level(mosaic)
-        if level is not None:
-            info = mosaic.info.levels[level]
-            self._overview_pixels = mosaic.read_region(level, 0, 0, info.width, info.height,
-                                                       page=page)
-            self._refresh_overview_image(self.contrast.settings())
         self.view.viewport().update()
         self.statusBar().showMessage(f"Page {page + 1} of {mosaic.pages}", 3000)
+        level = _overview_level(mosaic)
+        if level is None:
+            return
+        info = mosaic.info.levels[level]
+        token = self._open_token
+        job = Worker(lambda progress, cancelled: mosaic.read_region(
+            level, 0, 0, info.width, info.height, page=page), name=f"overview of page {page + 1}")
+        job.signals.finished.connect(lambda pixels: self._on_page_overview(token, page, pixels))
+        job.signals.failed.connect(lambda message: self.show_error("Page not shown", message))
+        self._start(job)  # decoding stays off the GUI thread
+
+    def _on_page_overview(self, token: int, page: int, pixels) -> None:
+        if token != self._open_token or page != self.view.tiles.page:
+            return
+        self._overview_pixels = pixels
+        self._refresh_overview_image(self.contrast.settings())
 
     def _apply_overview(self, level: int, pixels: np.ndarray, display_range) -> None:
         mosaic = self.mosaic
