@@ -41,6 +41,7 @@ every void call and signal emit, which aborts the interpreter after a few hundre
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -210,6 +211,7 @@ class Bench:
         self.app = create_app()
         self.paint_hook = None
         self.draw_times: list[float] = []
+        self.draw_spans: list[tuple[float, float]] = []  # (start, seconds) of each draw
         self.cpu_times: list[float] = []
         self.process_cpu_times: list[float] = []
         self.motion: list[bool] = []
@@ -220,6 +222,7 @@ class Bench:
             t = time.perf_counter()
             original(view, painter, rect)
             bench.draw_times.append(time.perf_counter() - t)
+            bench.draw_spans.append((t, bench.draw_times[-1]))
             if bench.paint_hook is not None:
                 bench.paint_hook(view)
 
@@ -285,6 +288,8 @@ class Bench:
             result["frames"] += 1
             if result["first_frame_s"] is None and self.shows_mosaic():
                 result["first_frame_s"] = round(now, 4)
+                # a flat file's first frame may be the preview drawn before its levels exist
+                result["first_frame_preview"] = not view.mosaic.levels_ready()
             if result["sharp_frame_s"] is None and self.is_sharp():
                 result["sharp_frame_s"] = round(now, 4)
                 if self._loop is not None:
@@ -333,7 +338,13 @@ class Bench:
         probe = self.QTimer()
         probe.setTimerType(self.precise)
         probe.setInterval(PROBE_MS)
-        probe.timeout.connect(lambda: ticks.append(time.perf_counter()))
+        tick_cpu: list[float] = []  # GUI-thread CPU seconds at each tick
+
+        def tick() -> None:
+            ticks.append(time.perf_counter())
+            tick_cpu.append(time.thread_time())
+
+        probe.timeout.connect(tick)
         stepper = self.QTimer()
         stepper.setTimerType(self.precise)
         stepper.setInterval(STEP_MS)
@@ -353,6 +364,18 @@ class Bench:
             levels.append(view.current_level)
 
         stepper.timeout.connect(step)
+        gc_pauses: list[tuple[float, float, int]] = []  # (start, seconds, generation)
+        gc_start = [0.0]
+
+        def gc_probe(phase: str, info: dict) -> None:
+            if phase == "start":
+                gc_start[0] = time.perf_counter()
+            else:
+                gc_pauses.append((gc_start[0], time.perf_counter() - gc_start[0],
+                                  info["generation"]))
+
+        gc.callbacks.append(gc_probe)
+        self.draw_spans.clear()
         self.draw_times.clear()
         self.cpu_times.clear()
         self.process_cpu_times.clear()
@@ -366,12 +389,31 @@ class Bench:
         # keep probing while the last requested tiles arrive
         self.run_loop(0.3)
         probe.stop()
+        gc.callbacks.remove(gc_probe)
         gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+        worst = sorted(range(len(gaps)), key=gaps.__getitem__, reverse=True)[:5]
+        worst_stalls = []
+        for i in worst:
+            a, b = ticks[i], ticks[i + 1]
+            in_gc = sum(d for s0, d, _ in gc_pauses if s0 < b and s0 + d > a)
+            draws = [round(d * 1000, 1) for s0, d in self.draw_spans if s0 < b and s0 + d > a]
+            worst_stalls.append({"ms": round((b - a) * 1000, 1),
+                                 "at_s": round(a - t0, 3),
+                                 # GUI-thread CPU inside the gap: the rest is waiting for a
+                                 # core or the GIL
+                                 "gui_cpu_ms": round((tick_cpu[i + 1] - tick_cpu[i]) * 1000, 1),
+                                 "draws_ms": draws,
+                                 "gc_ms_inside": round(in_gc * 1000, 1)})
         out["pass1"] = {**stats_ms(frames), "sharp_frames": sum(sharp),
                         "wall_s": round(pass1_s, 2),
                         "probe_ticks": len(ticks),
                         "longest_stall_ms": round(max(gaps) * 1000, 1) if gaps else None,
                         "stalls_over_50ms": sum(g > 0.05 for g in gaps),
+                        "worst_stalls": worst_stalls,
+                        "gc": {"collections": len(gc_pauses),
+                               "gen2": sum(g == 2 for _, _, g in gc_pauses),
+                               "max_ms": round(max((d for _, d, _ in gc_pauses), default=0)
+                                               * 1000, 1)},
                         "cpu": stats_ms(self.cpu_times),
                         "process_cpu": stats_ms(self.process_cpu_times),
                         "motion_frames": sum(self.motion),

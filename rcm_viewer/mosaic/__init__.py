@@ -5,7 +5,7 @@ inference and reports all read mosaics through this room.
 
     with open_mosaic("lesion_07.tif") as mosaic:
         print(mosaic.info.width, mosaic.info.pixel_size_um)
-        mosaic.build_levels()                      # in a worker thread in the UI
+        mosaic.build_levels(preview=show)          # in a worker thread in the UI
         overview = mosaic.read_region(mosaic.level_count - 1, 0, 0, 1024, 1024)
 """
 
@@ -21,7 +21,7 @@ from rcm_viewer.mosaic.model import (
     LevelInfo,
     MosaicInfo,
 )
-from rcm_viewer.mosaic.mosaic import Mosaic, open_mosaic
+from rcm_viewer.mosaic.mosaic import Mosaic, display_range_of, open_mosaic
 from rcm_viewer.mosaic.pixel_size import (
     forget_pixel_size,
     remember_pixel_size,
@@ -40,6 +40,7 @@ __all__ = [
     "Mosaic",
     "MosaicError",
     "MosaicInfo",
+    "display_range_of",
     "forget_pixel_size",
     "open_mosaic",
     "remember_pixel_size",

@@ -1,8 +1,11 @@
 """Downsampled levels for images that do not store a pyramid.
 
-Levels are built band by band (a strip of full-width rows at a time) from the level above,
-so the full-resolution image is never copied whole, and the built levels live in memory
-(or in an anonymous temporary file when one is large).
+All levels are built in one pass over the smallest stored level, band by band (a strip of
+full-width rows at a time): each band is halved again and again, and every result goes
+straight into its level. The full-resolution image is never copied whole, no built level
+is read back to make the next, and bands are independent, so several threads decode and
+reduce them at once. The built levels live in memory (or in an anonymous temporary file
+when one is large).
 """
 
 from __future__ import annotations
@@ -18,8 +21,12 @@ from rcm_viewer.mosaic.model import BUILD_LEVELS_ABOVE_PX, SMALLEST_LEVEL_PX
 #: A built level bigger than this goes to a temporary file (numpy memmap) instead of RAM.
 IN_MEMORY_LEVEL_BYTES = 64 * 1024**2
 
-#: Rows of the source level read at once while building: about this many bytes.
-BAND_BYTES = 32 * 1024**2
+#: Rows of the source level read at once while building: about this many bytes. Small
+#: bands keep threads busy evenly and let a preview show after a fraction of them.
+BAND_BYTES = 1024**2
+
+#: Bands bigger than this are not made bigger still to keep them aligned on strips/tiles.
+MAX_ALIGNED_BAND_BYTES = 64 * 1024**2
 
 
 def planned_sizes(base: tuple[int, int], smallest_stored: tuple[int, int]) -> list[tuple[int, int]]:
@@ -63,13 +70,65 @@ def downsample_2x(block: np.ndarray) -> np.ndarray:
     return (acc_f / 4).astype(block.dtype)
 
 
-def band_rows(width: int, bytes_per_pixel: int, row_hint: int) -> int:
-    """Even number of source rows per band: ~``BAND_BYTES``, a multiple of the tile height."""
-    rows = max(2, BAND_BYTES // max(1, width * bytes_per_pixel))
-    if 0 < row_hint <= rows:
-        step = row_hint if row_hint % 2 == 0 else 2 * row_hint
-        rows = max(step, rows // step * step)
-    return max(2, rows - rows % 2)
+def band_rows(width: int, bytes_per_pixel: int, row_hint: int, levels: int = 1) -> int:
+    """Source rows per band: ~``BAND_BYTES``, a multiple of ``2**levels`` (so every level's
+    share of a band is a whole number of rows) and, where that stays affordable, of the
+    strip/tile height ``row_hint`` (so each stored segment is decoded once)."""
+    row_bytes = max(1, width * bytes_per_pixel)
+    step = 2 ** max(1, levels)
+    if row_hint > 0:
+        aligned = math.lcm(step, row_hint)
+        if aligned * row_bytes <= MAX_ALIGNED_BAND_BYTES:
+            step = aligned
+    rows = BAND_BYTES // row_bytes
+    return max(step, rows // step * step)
+
+
+def reduce_band(band: np.ndarray, levels: int) -> list[np.ndarray]:
+    """The band halved ``levels`` times: one array per level, largest first."""
+    out = []
+    for _ in range(levels):
+        band = downsample_2x(band)
+        out.append(band)
+    return out
+
+
+def band_order(count: int, stride: int) -> list[int]:
+    """Bands ``0, s, 2s, ...`` first, then the ones halfway between, then the rest: after the
+    first ``ceil(count / stride)`` bands the whole image is sampled evenly (for a preview)."""
+    first = list(range(0, count, stride))
+    taken = set(first)
+    step = stride // 2
+    order = list(first)
+    while step >= 1:
+        for i in range(step, count, 2 * step):
+            if i not in taken:
+                taken.add(i)
+                order.append(i)
+        step //= 2
+    order.extend(i for i in range(count) if i not in taken)
+    return order
+
+
+def fill_missing_rows(level: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """A copy of ``level`` whose rows not marked ``known`` are linearly interpolated (per
+    column) from the nearest known rows above and below; edges repeat the nearest one."""
+    rows = np.flatnonzero(known)
+    if rows.size == 0 or rows.size == level.shape[0]:
+        return level.copy()
+    out = level.copy()
+    missing = np.flatnonzero(~known)
+    after = np.clip(np.searchsorted(rows, missing), 0, rows.size - 1)
+    before = np.clip(after - 1, 0, rows.size - 1)
+    below, above = rows[after], rows[before]
+    span = np.where(below > above, below - above, 1)
+    weight = np.clip((missing - above) / span, 0.0, 1.0)
+    weight = np.where(below == above, 0.0, weight)[:, None, None]
+    mixed = level[above] * (1.0 - weight) + level[below] * weight
+    if np.dtype(level.dtype).kind in "ui":
+        mixed = np.rint(mixed)
+    out[missing] = mixed.astype(level.dtype)
+    return out
 
 
 class LevelBuffer:

@@ -14,6 +14,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from rcm_viewer.errors import MosaicError
-from rcm_viewer.mosaic.levels import LevelBuffer, band_rows, downsample_2x, planned_sizes
+from rcm_viewer.mosaic.levels import (
+    LevelBuffer,
+    band_order,
+    band_rows,
+    fill_missing_rows,
+    planned_sizes,
+    reduce_band,
+)
 from rcm_viewer.mosaic.model import (
     DEFAULT_CACHE_BYTES,
     DEFAULT_MEMORY_BUDGET_BYTES,
@@ -51,6 +59,10 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 CancelCallback = Callable[[], bool]
+PreviewCallback = Callable[[np.ndarray], None]
+
+#: ``build_levels`` builds every PREVIEW_STRIDE-th band first and then offers a preview.
+PREVIEW_STRIDE = 4
 
 #: ``display_range`` reads the smallest level whole up to this many pixels, else samples it.
 _DISPLAY_RANGE_FULL_PIXELS = 4 * 1024 * 1024
@@ -231,65 +243,122 @@ class Mosaic:
         self,
         progress: ProgressCallback | None = None,
         cancel: CancelCallback | None = None,
+        preview: PreviewCallback | None = None,
+        threads: int | None = None,
     ) -> bool:
         """Build the missing downsampled levels; True when all exist, False when cancelled.
 
-        Meant for a worker thread. Works band by band from the level above, so memory holds
-        one band plus the (quarter-size) level being built. Each finished level becomes
-        readable at once; a cancelled run keeps the finished ones and resumes later.
-        ``progress(done, total)`` counts bands.
+        Meant for a worker thread. One pass over the smallest stored level in bands of
+        full-width rows (``levels.band_rows``); each band is halved once per missing level
+        and written into every level, by ``threads`` threads at once (default: one per CPU,
+        at most 4). Memory holds the bands in flight plus the levels being built (a third
+        of the source's size in all; a large one is file-backed). The levels become
+        readable together at the end; a cancelled run discards its work.
+
+        Bands are taken in an interleaved order (every ``PREVIEW_STRIDE``-th first), so
+        after a fraction of the work ``preview(pixels)`` receives an approximation of page
+        0's smallest level (shaped as ``read_region`` returns it): exact rows from the bands
+        done so far, the rows between them interpolated. The UI shows it until the real
+        levels exist. ``progress(done, total)`` counts bands.
         """
         with self._build_lock:
             if not self._pending:
                 return True
             info = self._info
             channels, dtype, pages = info.channels, np.dtype(info.dtype), info.pages
-            pixel_bytes = channels * dtype.itemsize
             row_hint = getattr(self._source, "header", None)
             row_hint = row_hint.row_hint if row_hint is not None else 0
+            src = self._levels[-1]
+            sizes = list(self._pending)
+            rows = band_rows(src.width, channels * dtype.itemsize, row_hint, len(sizes))
+            bands = math.ceil(src.height / rows)
+            order = band_order(bands, PREVIEW_STRIDE)
+            first_pass = math.ceil(bands / PREVIEW_STRIDE)
+            want_preview = preview is not None and bands >= 2 * PREVIEW_STRIDE
+            total = bands * pages
+            workers = threads or min(4, os.cpu_count() or 1)
+            buffers: list[list[LevelBuffer]] = []  # [level][page]
+            cancelled = False
+            try:
+                for width, height in sizes:
+                    buffers.append([])
+                    for _ in range(pages):
+                        buffers[-1].append(LevelBuffer(height, width, channels, dtype))
 
-            source_sizes = [(self._levels[-1].width, self._levels[-1].height), *self._pending]
-            plan = []
-            for (src_w, src_h), target in zip(source_sizes, self._pending, strict=False):
-                rows = band_rows(src_w, pixel_bytes, row_hint)
-                plan.append((target, rows, math.ceil(src_h / rows)))
-            total = sum(bands for _, _, bands in plan) * pages
-            done = 0
+                def one_band(page: int, index: int) -> None:
+                    r0 = index * rows
+                    r1 = min(r0 + rows, src.height)
+                    band = src.read(page, 0, r0, src.width, r1)
+                    for k, small in enumerate(reduce_band(band, len(sizes))):
+                        y = r0 >> (k + 1)
+                        buffers[k][page].array[y : y + small.shape[0]] = small
 
-            for (width, height), rows, _ in plan:
-                src = self._levels[-1]
-                buffers: list[LevelBuffer] = []
-                try:
-                    for page in range(pages):
-                        buffer = LevelBuffer(height, width, channels, dtype)
-                        buffers.append(buffer)
-                        for r0 in range(0, src.height, rows):
-                            if cancel is not None and cancel():
-                                for b in buffers:
-                                    b.close()
-                                return False
-                            r1 = min(r0 + rows, src.height)
-                            band = src.read(page, 0, r0, src.width, r1)
-                            small = downsample_2x(band)
-                            buffer.array[r0 // 2 : r0 // 2 + small.shape[0]] = small
+                jobs = [(page, index) for page in range(pages) for index in order]
+                done = 0
+                with ThreadPoolExecutor(workers, thread_name_prefix="rcm-levels") as pool:
+                    in_flight: dict[Future[None], tuple[int, int]] = {}
+                    finished_page0: set[int] = set()
+                    for page, index in jobs:
+                        if cancel is not None and cancel():
+                            cancelled = True
+                            break
+                        in_flight[pool.submit(one_band, page, index)] = (page, index)
+                        if len(in_flight) < 2 * workers:
+                            continue
+                        finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                        for f in finished:
+                            f.result()  # a failed band ends the build here
                             done += 1
+                            page_done, index_done = in_flight.pop(f)
+                            if page_done == 0:
+                                finished_page0.add(index_done)
                             if progress is not None:
                                 progress(done, total)
-                except BaseException as exc:
-                    for b in buffers:
+                        if want_preview and len(finished_page0) >= first_pass:
+                            want_preview = False
+                            preview(self._preview(buffers[-1][0].array, finished_page0,
+                                                  rows >> len(sizes)))
+                    for f in as_completed(in_flight):
+                        f.result()
+                        done += 1
+                        if progress is not None and not cancelled:
+                            progress(done, total)
+            except BaseException as exc:
+                for level_buffers in buffers:
+                    for b in level_buffers:
                         b.close()
-                    if isinstance(exc, MosaicError) or not isinstance(exc, Exception):
-                        raise
-                    log.exception("building levels of %s failed", self.path)
-                    raise mosaic_error(
-                        self.path, f"levels could not be built ({one_line(exc, 150)})"
-                    ) from exc
-                level_info = LevelInfo(width, height, src.info.downsample * 2, stored=False)
-                with self._state_lock:
-                    self._levels = (*self._levels, _BuiltLevel(level_info, buffers))
-                    self._pending.pop(0)
-                    self._info = replace(self._info, levels=(*self._info.levels, level_info))
+                if isinstance(exc, MosaicError) or not isinstance(exc, Exception):
+                    raise
+                log.exception("building levels of %s failed", self.path)
+                raise mosaic_error(
+                    self.path, f"levels could not be built ({one_line(exc, 150)})"
+                ) from exc
+            if cancelled:
+                for level_buffers in buffers:
+                    for b in level_buffers:
+                        b.close()
+                return False
+            built = []
+            downsample = src.info.downsample
+            for (width, height), level_buffers in zip(sizes, buffers, strict=True):
+                downsample *= 2
+                built.append(_BuiltLevel(LevelInfo(width, height, downsample, stored=False),
+                                         level_buffers))
+            with self._state_lock:
+                self._levels = (*self._levels, *built)
+                self._pending.clear()
+                self._info = replace(
+                    self._info, levels=(*self._info.levels, *(lv.info for lv in built))
+                )
             return True
+
+    @staticmethod
+    def _preview(level: np.ndarray, bands_done: set[int], rows_per_band: int) -> np.ndarray:
+        known = np.zeros(level.shape[0], dtype=bool)
+        for index in bands_done:
+            known[index * rows_per_band : (index + 1) * rows_per_band] = True
+        pixels = fill_missing_rows(np.asarray(level), known)
+        return pixels[:, :, 0] if pixels.shape[2] == 1 else pixels  # as read_region gives it
 
     def display_range(self, page: int = 0) -> tuple[float, float]:
         """Robust (0.5th, 99.5th percentile) intensity range, from the smallest level.
@@ -315,12 +384,7 @@ class Mosaic:
                     py = (lv.height - size) * gy // 7
                     patches.append(self.read_region(level, px, py, size, size, page))
             sample = np.concatenate([p.reshape(-1, *p.shape[2:]) for p in patches])
-        if sample.ndim == 3 or (sample.ndim == 2 and self._info.channels > 1):
-            sample = sample.reshape(-1, self._info.channels)[:, : min(3, self._info.channels)]
-        lo, hi = _percentiles(sample.ravel(), 0.5, 99.5)
-        if hi <= lo:
-            hi = lo + 1.0
-        result = (lo, hi)
+        result = display_range_of(sample, self._info.channels)
         self._range_cache[key] = result
         return result
 
@@ -366,6 +430,17 @@ class Mosaic:
             f"<Mosaic {info.path.name} {info.width}x{info.height} {info.dtype} "
             f"levels={len(self._levels)} pages={info.pages}>"
         )
+
+
+def display_range_of(sample: np.ndarray, channels: int = 1) -> tuple[float, float]:
+    """Robust (0.5th, 99.5th percentile) range of pixels as ``read_region`` returns them
+    (alpha left out); what ``Mosaic.display_range`` uses, for a preview image too."""
+    if sample.ndim == 3 or (sample.ndim == 2 and channels > 1):
+        sample = sample.reshape(-1, channels)[:, : min(3, channels)]
+    lo, hi = _percentiles(sample.ravel(), 0.5, 99.5)
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
 
 
 def _percentiles(values: np.ndarray, low: float, high: float) -> tuple[float, float]:

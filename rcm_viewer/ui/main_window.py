@@ -25,7 +25,13 @@ from PySide6.QtWidgets import (
 from rcm_viewer import __version__
 from rcm_viewer.cases import CaseStore, file_sha256
 from rcm_viewer.errors import CaseStoreError
-from rcm_viewer.mosaic import MAX_PIXEL_SIZE_UM, MIN_PIXEL_SIZE_UM, Mosaic, open_mosaic
+from rcm_viewer.mosaic import (
+    MAX_PIXEL_SIZE_UM,
+    MIN_PIXEL_SIZE_UM,
+    Mosaic,
+    display_range_of,
+    open_mosaic,
+)
 from rcm_viewer.paths import DEMO_DIR
 from rcm_viewer.ui import settings as app_settings_module
 from rcm_viewer.ui.ai_gate import AIGate, reader_mode_for_new_cases
@@ -133,6 +139,7 @@ class MainWindow(QMainWindow):
         self._open_token = 0
         self._jobs: list[Worker] = []
         self._build_job: Worker | None = None
+        self._showing_preview = False  # the overview is a preview until the levels exist
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
 
@@ -775,16 +782,19 @@ class MainWindow(QMainWindow):
         self._overview_pixels = pixels
         self._refresh_overview_image(self.contrast.settings())
 
-    def _apply_overview(self, level: int, pixels: np.ndarray, display_range) -> None:
+    def _apply_overview(self, level: int, pixels: np.ndarray, display_range,
+                        keep_display: bool = False) -> None:
         mosaic = self.mosaic
         info = mosaic.info
-        self.contrast.set_data(pixels, np.dtype(info.dtype), display_range)
+        if not keep_display:
+            self.contrast.set_data(pixels, np.dtype(info.dtype), display_range)
         display = self.contrast.settings()
         image = to_qimage(pixels, display.lut(np.dtype(info.dtype)))
         self.overview.set_image(image, info.width, info.height)
         if self.view.mosaic is mosaic:
             self.view.set_overview(image, level)
-            self.view.set_display(display)
+            if not keep_display:
+                self.view.set_display(display)
         else:
             self.view.set_mosaic(mosaic, image, level, display)
         self._overview_pixels = pixels
@@ -801,18 +811,24 @@ class MainWindow(QMainWindow):
 
     def _start_building_levels(self, token: int) -> None:
         mosaic = self.mosaic
+        job: Worker
+
+        def preview(pixels: np.ndarray) -> None:  # build thread: the range is computed here
+            job.signals.partial.emit((pixels, display_range_of(pixels, mosaic.info.channels)))
 
         def work(progress, cancelled):
-            if not mosaic.build_levels(progress=progress, cancel=cancelled):
+            if not mosaic.build_levels(progress=progress, cancel=cancelled, preview=preview):
                 return None
             return _load_overview(mosaic)
 
         job = Worker(work, name="building overview levels")
         job.signals.progress.connect(self._on_build_progress)
+        job.signals.partial.connect(lambda result: self._on_levels_preview(token, result))
         job.signals.finished.connect(lambda result: self._on_levels_built(token, result))
         job.signals.failed.connect(lambda message: self._on_build_failed(token, message))
         job.signals.cancelled.connect(self._hide_progress)
         self._build_job = job
+        self._showing_preview = False
         self.progress.setFormat("building levels %p%")
         self.progress.setValue(0)
         self.progress.setVisible(True)
@@ -823,11 +839,23 @@ class MainWindow(QMainWindow):
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
 
+    def _on_levels_preview(self, token: int, result) -> None:
+        """A quick approximation of the smallest level: the whole mosaic on screen at once,
+        sharpened when the real levels arrive."""
+        if token != self._open_token or self.mosaic is None:
+            return
+        pixels, display_range = result
+        self._apply_overview(len(self.mosaic.planned_levels) - 1, pixels, display_range)
+        self._showing_preview = True
+        self.progress.setFormat("preview · levels %p%")
+
     def _on_levels_built(self, token: int, overview) -> None:
         self._hide_progress()
         if token != self._open_token or overview is None:
             return
-        self._apply_overview(*overview)
+        # after a preview, keep the contrast the reader may have set meanwhile
+        self._apply_overview(*overview, keep_display=self._showing_preview)
+        self._showing_preview = False
         self.view.viewport().update()
         self._update_status()
 

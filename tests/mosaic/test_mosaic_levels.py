@@ -131,16 +131,46 @@ def test_build_levels_cancel_and_resume(tmp_path: Path, monkeypatch: pytest.Monk
         _check_level(mosaic, 1, reference_downsample(image))
 
 
-def test_cancel_between_levels_keeps_finished_levels(tmp_path: Path) -> None:
-    image = noise(2100, 2600, "uint8", seed=4)
-    path = tmp_path / "partial.tif"
-    tifffile.imwrite(path, image, tile=(256, 256))
+def test_preview_comes_early_and_matches_the_built_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UI shows the preview instead of nothing while a flat file's levels are built."""
+    monkeypatch.setattr(levels_module, "BAND_BYTES", 32 * 2600 * 2)  # 66 bands of 32 rows
+    yy, xx = np.mgrid[0:2100, 0:2600]
+    smooth = (yy * 10 + xx * 5 + (yy * xx) % 7).astype(np.uint16)
+    path = tmp_path / "preview.tif"
+    tifffile.imwrite(path, smooth, rowsperstrip=32, compression="lzw")
     with open_mosaic(path) as mosaic:
-        assert mosaic.build_levels(cancel=lambda: mosaic.level_count >= 2) is False
-        assert mosaic.level_count == 2 and not mosaic.levels_ready()
-        _check_level(mosaic, 1, reference_downsample(image))
-        assert mosaic.build_levels()
-        assert mosaic.level_count == 3
+        seen: list[int] = []
+        previews: list[tuple[int, np.ndarray]] = []
+        assert mosaic.build_levels(
+            progress=lambda done, total: seen.append(done),
+            preview=lambda pixels: previews.append((len(seen), pixels.copy())),
+            threads=3,
+        )
+        assert len(previews) == 1
+        bands_done, pixels = previews[0]
+        assert bands_done <= 66 // 2  # offered after a fraction of the work, not at the end
+        last = mosaic.level_count - 1
+        final = mosaic.read_region(last, 0, 0, 650, 525)
+        assert pixels.shape == final.shape and pixels.dtype == final.dtype
+        # bands 0, 4, 8, ... are exact; the rows between them are interpolated
+        np.testing.assert_array_equal(pixels[0:8], final[0:8])
+        np.testing.assert_array_equal(pixels[32:40], final[32:40])
+        error = np.abs(pixels.astype(np.int64) - final.astype(np.int64))
+        assert error.max() <= 0.05 * int(final.max())
+        level1 = reference_downsample(smooth)
+        _check_level(mosaic, 1, level1)  # several threads wrote disjoint bands correctly
+        assert last == 2
+        _check_level(mosaic, last, reference_downsample(level1))
+
+
+def test_band_order_samples_the_image_evenly_first() -> None:
+    order = levels_module.band_order(10, 4)
+    assert order[:3] == [0, 4, 8] and sorted(order) == list(range(10))
+    assert levels_module.band_order(1, 4) == [0]
+    rows = levels_module.band_rows(16000, 2, 32, levels=4)
+    assert rows % 32 == 0 and rows % 16 == 0 and rows * 16000 * 2 <= 2 * levels_module.BAND_BYTES
 
 
 def test_large_built_levels_go_to_a_temporary_file(

@@ -167,6 +167,46 @@ def test_flat_large_image_builds_levels_in_the_background(window, tmp_path) -> N
     assert "0.5 µm/px" in window.pixel_label.text()
 
 
+def test_flat_tiff_shows_a_preview_first_and_keeps_the_readers_contrast(
+    window, tmp_path, monkeypatch
+) -> None:
+    """A flat 16-bit LZW file: the whole mosaic appears from a preview before its levels
+    are built; a contrast the reader sets meanwhile survives the switch to the real ones."""
+    yy, xx = np.mgrid[0:3000, 0:4200]
+    image = (1000 + (yy + xx) // 3 + (yy * xx) % 97).astype(np.uint16)
+    path = tmp_path / "flat16.tif"
+    tifffile.imwrite(path, image, rowsperstrip=32, compression="lzw")
+    seen = []
+    real_preview = window._on_levels_preview
+
+    def spy(token, result):
+        real_preview(token, result)
+        frame = window.view.viewport().grab().toImage()
+        values = np.array([[frame.pixelColor(x, y).value()
+                            for x in range(50, frame.width() - 50, 40)]
+                           for y in range(50, frame.height() - 50, 40)])
+        seen.append((window.mosaic.levels_ready(), values, window.progress.format()))
+        window.contrast.region.setRegion((1500, 2500))  # the reader adjusts at once
+
+    monkeypatch.setattr(window, "_on_levels_preview", spy)
+    window.open_path(path)
+    _settle(window)
+    assert window.last_error is None
+    assert len(seen) == 1
+    ready, values, progress_text = seen[0]
+    assert not ready and "preview" in progress_text
+    assert values.std() > 10 and (values > 20).mean() > 0.3  # the mosaic, not black
+    assert window.mosaic.levels_ready()
+    settings = window.contrast.settings()
+    assert (settings.black, settings.white) == pytest.approx((1500, 2500), abs=1)
+    smallest = window.mosaic.level_count - 1
+    info = window.mosaic.info.levels[smallest]
+    np.testing.assert_array_equal(
+        window._overview_pixels,
+        window.mosaic.read_region(smallest, 0, 0, info.width, info.height))
+    assert window.view._overview_level == smallest
+
+
 def test_sixteen_bit_mosaic_is_auto_contrasted(window, tmp_path) -> None:
     data = np.random.default_rng(1).integers(1000, 5000, (900, 1100)).astype(np.uint16)
     path = tmp_path / "sixteen.tif"
