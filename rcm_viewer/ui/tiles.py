@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from dataclasses import dataclass
 
@@ -32,6 +33,16 @@ DISPLAY_CACHE_BYTES = 256 * 1024 * 1024  # 8-bit display tiles: ~1,000 tiles of 
 RAW_CACHE_BYTES = 96 * 1024 * 1024  # stored values, for contrast changes and pixel read-out
 
 TileKey = tuple[int, int, int]  # level, column, row
+
+
+def default_tile_threads() -> int:
+    """Tile readers: one core fewer than the machine has (at least 1, at most 3).
+
+    The GUI thread needs a core of its own while tiles load: on 2 cores, 3 readers made it
+    wait 40-50 ms for a CPU during a fast tour, 1 reader 20-30 ms (benchmarks/RESULTS.md).
+    """
+    return max(1, min(3, (os.cpu_count() or 2) - 1))
+
 
 
 @dataclass(frozen=True)
@@ -114,13 +125,13 @@ class TileCache(QObject):
     tileReady = Signal(object)  # TileKey
     tileFailed = Signal(object, str)
 
-    def __init__(self, parent: QObject | None = None, threads: int = 3) -> None:
+    def __init__(self, parent: QObject | None = None, threads: int | None = None) -> None:
         super().__init__(parent)
         self.signals = _Signals()
         self.signals.loaded.connect(self._on_loaded)
         self.signals.failed.connect(self._on_failed)
         self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(threads)
+        self._pool.setMaxThreadCount(threads or default_tile_threads())
         self._display = SegmentCache(DISPLAY_CACHE_BYTES)
         self._raw = SegmentCache(RAW_CACHE_BYTES)
         self._lock = threading.Lock()
