@@ -10,8 +10,8 @@ import tifffile
 from mosaic_testdata import border_regions, expected_region, gradient, noise, reference_downsample
 from PIL import Image
 
+from rcm_viewer.mosaic import MosaicError, open_mosaic
 from rcm_viewer.mosaic import levels as levels_module
-from rcm_viewer.mosaic import open_mosaic
 from rcm_viewer.mosaic.levels import downsample_2x, planned_sizes
 
 
@@ -163,6 +163,27 @@ def test_preview_comes_early_and_matches_the_built_level(
         _check_level(mosaic, 1, level1)  # several threads wrote disjoint bands correctly
         assert last == 2
         _check_level(mosaic, last, reference_downsample(level1))
+
+
+def test_a_strip_damaged_inside_the_file_stops_the_build_with_one_line(tmp_path: Path) -> None:
+    """Found only while building (the header is fine): a clear error, no hang, and the
+    mosaic stays readable at full resolution."""
+    image = noise(2100, 2600, "uint16", seed=11)
+    path = tmp_path / "damaged_strip.tif"
+    tifffile.imwrite(path, image, rowsperstrip=32, compression="lzw")
+    page = tifffile.TiffFile(path).pages[0]
+    offset, count = page.dataoffsets[40], page.databytecounts[40]
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\xff" * count)
+    with open_mosaic(path) as mosaic:
+        with pytest.raises(MosaicError) as caught:
+            mosaic.build_levels(threads=3)
+        message = str(caught.value)
+        assert "damaged_strip.tif" in message and "strip 41 of 66" in message
+        assert "\n" not in message
+        assert not mosaic.levels_ready() and mosaic.level_count == 1
+        np.testing.assert_array_equal(mosaic.read_region(0, 0, 0, 300, 200), image[:200, :300])
 
 
 def test_band_order_samples_the_image_evenly_first() -> None:

@@ -152,6 +152,23 @@ def test_bad_file_gives_a_dialog_and_the_window_keeps_working(window, tmp_path) 
     assert window.mosaic is not None
 
 
+def test_damage_found_while_building_levels_is_a_dialog_not_a_crash(window, tmp_path) -> None:
+    image = (np.random.default_rng(5).random((2100, 2600)) * 60000).astype(np.uint16)
+    path = tmp_path / "late_damage.tif"
+    tifffile.imwrite(path, image, rowsperstrip=32, compression="lzw")
+    page = tifffile.TiffFile(path).pages[0]
+    with open(path, "r+b") as fh:
+        fh.seek(page.dataoffsets[50])
+        fh.write(b"\xff" * page.databytecounts[50])
+    window.open_path(path)
+    _settle(window)
+    assert window.last_error is not None and "late_damage.tif" in window.last_error
+    assert "strip 51" in window.last_error
+    assert window.mosaic is not None and not window.progress.isVisible()
+    window.last_error = None
+    _open(window, demo_mosaic("naevus"))  # the window goes on working
+
+
 def test_flat_large_image_builds_levels_in_the_background(window, tmp_path) -> None:
     rng = np.random.default_rng(0)
     image = (rng.random((3000, 4200)) * 200).astype(np.uint8)
