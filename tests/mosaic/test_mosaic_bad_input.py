@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,32 +73,43 @@ def test_unsupported_content(tmp_path: Path, content: bytes, expected: str) -> N
     assert expected in message and "tiff, png, jpeg and bmp" in message
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read anything"
-)
+def _open_error_unprivileged(path: Path) -> str:
+    """``_open_error`` in a forked child that runs as ``nobody`` when we are root (root
+    reads any file whatever its mode, so chmod alone proves nothing there)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 0
+        try:
+            os.close(read_fd)
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            message = _open_error(path)
+        except BaseException as exc:
+            message, code = f"child failed: {exc!r}", 1
+        os.write(write_fd, message.encode())
+        os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        message = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, message
+    return message
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and setuid (POSIX)")
 def test_no_permission(tmp_path: Path) -> None:
-    path = tmp_path / "locked.tif"
-    tifffile.imwrite(path, gradient(10, 10))
-    path.chmod(0)
+    folder = Path(tempfile.mkdtemp(prefix="rcm-perm-"))  # reachable for nobody (0755)
+    folder.chmod(0o755)
+    path = folder / "locked.tif"
     try:
-        assert "permission denied" in _open_error(path)
+        tifffile.imwrite(path, gradient(10, 10))
+        path.chmod(0)
+        assert "permission denied" in _open_error_unprivileged(path)
     finally:
         path.chmod(0o644)
-
-
-def test_no_permission_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Same message when running as root (where chmod cannot take read access away)."""
-    path = tmp_path / "locked.tif"
-    tifffile.imwrite(path, gradient(10, 10))
-    real_open = open
-
-    def deny(file, *args, **kwargs):
-        if Path(str(file)) == path:
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr("builtins.open", deny)
-    assert "permission denied" in _open_error(path)
+        shutil.rmtree(folder)
 
 
 # ---------------------------------------------------------------------- truncated files
