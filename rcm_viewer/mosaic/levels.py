@@ -28,6 +28,10 @@ BAND_BYTES = 1024**2
 #: Bands bigger than this are not made bigger still to keep them aligned on strips/tiles.
 MAX_ALIGNED_BAND_BYTES = 64 * 1024**2
 
+#: Source bytes of all bands being read or reduced at once, across threads. Bands are
+#: small for ordinary mosaics (1 MB); a very wide image can need big ones (2**levels rows).
+IN_FLIGHT_BYTES = 128 * 1024**2
+
 
 def planned_sizes(base: tuple[int, int], smallest_stored: tuple[int, int]) -> list[tuple[int, int]]:
     """Sizes of the levels to build below the smallest stored one (each half the previous).

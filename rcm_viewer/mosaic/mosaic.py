@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rcm_viewer.errors import MosaicError
+from rcm_viewer.mosaic import levels as levels_module
 from rcm_viewer.mosaic.levels import (
     LevelBuffer,
     band_order,
@@ -276,7 +277,11 @@ class Mosaic:
             first_pass = math.ceil(bands / PREVIEW_STRIDE)
             want_preview = preview is not None and bands >= 2 * PREVIEW_STRIDE
             total = bands * pages
-            workers = threads or min(4, os.cpu_count() or 1)
+            wanted_threads = threads or min(4, os.cpu_count() or 1)
+            band_bytes = rows * src.width * channels * dtype.itemsize
+            # bands submitted at once: two per thread, fewer when bands are huge
+            window = max(1, min(2 * wanted_threads, levels_module.IN_FLIGHT_BYTES // band_bytes))
+            workers = min(wanted_threads, window)
             buffers: list[list[LevelBuffer]] = []  # [level][page]
             cancelled = False
             try:
@@ -303,7 +308,7 @@ class Mosaic:
                             cancelled = True
                             break
                         in_flight[pool.submit(one_band, page, index)] = (page, index)
-                        if len(in_flight) < 2 * workers:
+                        if len(in_flight) < window:
                             continue
                         finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                         for f in finished:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +186,38 @@ def test_a_strip_damaged_inside_the_file_stops_the_build_with_one_line(tmp_path:
         assert "\n" not in message
         assert not mosaic.levels_ready() and mosaic.level_count == 1
         np.testing.assert_array_equal(mosaic.read_region(0, 0, 0, 300, 200), image[:200, :300])
+
+
+def test_bands_in_flight_stay_within_the_byte_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Huge bands (a very wide image) are not read eight at a time."""
+    monkeypatch.setattr(levels_module, "BAND_BYTES", 200 * 2600)
+    monkeypatch.setattr(levels_module, "IN_FLIGHT_BYTES", 2 * 200 * 2600)
+    image = noise(2100, 2600, "uint8", seed=12)
+    path = tmp_path / "wide.tif"
+    tifffile.imwrite(path, image, rowsperstrip=100)
+    with open_mosaic(path) as mosaic:
+        source = mosaic._source
+        real_read = source.read
+        lock = threading.Lock()
+        busy, most = [0], [0]
+
+        def counting(level, page, x0, y0, x1, y1):
+            with lock:
+                busy[0] += 1
+                most[0] = max(most[0], busy[0])
+            try:
+                time.sleep(0.01)  # let other threads pile up if they are allowed to
+                return real_read(level, page, x0, y0, x1, y1)
+            finally:
+                with lock:
+                    busy[0] -= 1
+
+        monkeypatch.setattr(source, "read", counting)
+        assert mosaic.build_levels(threads=4)
+        assert most[0] <= 2
+        _check_level(mosaic, 1, reference_downsample(image))
 
 
 def test_band_order_samples_the_image_evenly_first() -> None:
