@@ -765,6 +765,10 @@ class MainWindow(QMainWindow):
         self.view.tiles.set_page(page)
         self.view.viewport().update()
         self.statusBar().showMessage(f"Page {page + 1} of {mosaic.pages}", 3000)
+        self._load_page_overview(page)
+
+    def _load_page_overview(self, page: int) -> None:
+        mosaic = self.mosaic
         level = _overview_level(mosaic)
         if level is None:
             return
@@ -844,6 +848,8 @@ class MainWindow(QMainWindow):
         sharpened when the real levels arrive."""
         if token != self._open_token or self.mosaic is None:
             return
+        if self.view.tiles.page != 0:  # the preview is of the first page
+            return
         pixels, display_range = result
         self._apply_overview(len(self.mosaic.planned_levels) - 1, pixels, display_range)
         self._showing_preview = True
@@ -856,6 +862,8 @@ class MainWindow(QMainWindow):
         # after a preview, keep the contrast the reader may have set meanwhile
         self._apply_overview(*overview, keep_display=self._showing_preview)
         self._showing_preview = False
+        if self.view.tiles.page != 0:  # the reader went to another page of a stack meanwhile
+            self._load_page_overview(self.view.tiles.page)
         self.view.viewport().update()
         self._update_status()
 

@@ -38,11 +38,11 @@ TileKey = tuple[int, int, int]  # level, column, row
 def default_tile_threads() -> int:
     """Tile readers: one core fewer than the machine has (at least 1, at most 3).
 
-    The GUI thread needs a core of its own while tiles load: on 2 cores, 3 readers made it
-    wait 40-50 ms for a CPU during a fast tour, 1 reader 20-30 ms (benchmarks/RESULTS.md).
+    The GUI thread needs a core of its own while tiles load: on 2 cores the longest wait
+    of the GUI thread during a fast tour was 54 ms (median of 5 runs) with 3 readers and
+    37-38 ms with 1 or 2 (benchmarks/RESULTS.md).
     """
     return max(1, min(3, (os.cpu_count() or 2) - 1))
-
 
 
 @dataclass(frozen=True)

@@ -286,3 +286,30 @@ def test_stack_pages_are_navigable(window, tmp_path) -> None:
         value = window.view.tiles.raw_value(window.view.current_level, 400, 400)
         values.append(value)
     assert values == [40, 120, 200]
+
+
+def test_page_chosen_while_levels_build_gets_its_own_overview(window, tmp_path,
+                                                               monkeypatch) -> None:
+    """A large flat stack: the reader moves to page 2 while the levels are still being
+    built; the overview must end up showing page 2, not the first page."""
+    pages = np.stack([np.full((4000, 2600), value, np.uint8) for value in (60, 180)])
+    pages[:, 500:900, 500:900] = 0
+    path = tmp_path / "big_stack.tif"
+    tifffile.imwrite(path, pages, photometric="minisblack", rowsperstrip=16)
+    real_preview = window._on_levels_preview
+    moved = []
+
+    def spy(token, result):
+        real_preview(token, result)
+        window.page_spin.setValue(2)  # during the build
+        moved.append(window.mosaic.levels_ready())
+
+    monkeypatch.setattr(window, "_on_levels_preview", spy)
+    window.open_path(path)
+    _settle(window)
+    assert window.last_error is None
+    assert moved == [False]
+    assert window.view.tiles.page == 1 and window.mosaic.levels_ready()
+    overview = window._overview_pixels
+    assert overview.shape[0] < 1100
+    assert np.median(overview) == 180
