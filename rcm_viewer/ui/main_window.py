@@ -532,19 +532,17 @@ class MainWindow(QMainWindow):
                 return
         model_dir = self._model_dir()
         token = self._open_token
-        holder: dict[str, Worker] = {}
+        job: Worker  # assigned below, before the work runs
 
         def work(progress, cancelled):
             from rcm_viewer.inference import classify_mosaic, default_bundle_dir, load_bundle
 
             bundle = load_bundle(model_dir if model_dir is not None else default_bundle_dir())
-            holder["job"].signals.partial.emit(("model", bundle.manifest))
-            return classify_mosaic(mosaic, bundle, progress=progress,
-                                   cancel=cancelled,
-                                   on_partial=lambda p: holder["job"].signals.partial.emit(p))
+            job.signals.partial.emit(("model", bundle.manifest))
+            return classify_mosaic(mosaic, bundle, progress=progress, cancel=cancelled,
+                                   on_partial=job.signals.partial.emit)
 
         job = Worker(work, name=f"classifying {mosaic.path.name}")
-        holder["job"] = job
         job.signals.progress.connect(self._on_classify_progress)
         job.signals.partial.connect(lambda item: self._on_classify_partial(token, item))
         job.signals.finished.connect(lambda prediction: self._on_classified(token, prediction))
@@ -553,10 +551,7 @@ class MainWindow(QMainWindow):
         self._classify_job = job
         self.prediction = None
         self.ai_panel.set_running(True)
-        self.progress.setFormat("classifying %v/%m tiles")
-        self.progress.setRange(0, 0)
-        self.progress.setVisible(True)
-        self.progress_cancel.setVisible(True)
+        self._show_progress("classifying %v/%m tiles")
         self.statusBar().showMessage(f"Classifying {mosaic.path.name} in the background…")
         self._start(job)
 
@@ -815,7 +810,7 @@ class MainWindow(QMainWindow):
 
     def _start_building_levels(self, token: int) -> None:
         mosaic = self.mosaic
-        job: Worker
+        job: Worker  # assigned below, before the work runs
 
         def preview(pixels: np.ndarray) -> None:  # build thread: the range is computed here
             job.signals.partial.emit((pixels, display_range_of(pixels, mosaic.info.channels)))
@@ -833,14 +828,11 @@ class MainWindow(QMainWindow):
         job.signals.cancelled.connect(self._hide_progress)
         self._build_job = job
         self._showing_preview = False
-        self.progress.setFormat("building levels %p%")
-        self.progress.setValue(0)
-        self.progress.setVisible(True)
-        self.progress_cancel.setVisible(True)
+        self._show_progress("building levels %p%")
         self._start(job)
 
     def _on_build_progress(self, done: int, total: int) -> None:
-        self.progress.setMaximum(max(total, 1))
+        self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
 
     def _on_levels_preview(self, token: int, result) -> None:
@@ -871,6 +863,14 @@ class MainWindow(QMainWindow):
         self._hide_progress()
         if token == self._open_token:
             self.show_error("Overview levels could not be built", message)
+
+    def _show_progress(self, text_format: str) -> None:
+        """The status-bar progress bar with its Cancel button; busy until the first
+        progress report sets the range."""
+        self.progress.setFormat(text_format)
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(True)
+        self.progress_cancel.setVisible(True)
 
     def _hide_progress(self) -> None:
         self.progress.setVisible(False)
