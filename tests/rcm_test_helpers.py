@@ -18,3 +18,12 @@ def run_cli(*args: str, env_extra: dict[str, str] | None = None, timeout: float 
         [sys.executable, "-m", "rcm_viewer", *args],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_DIR,
     )
+
+
+def sample_ai_result():
+    """A small stored AI result (70 % melanoma) for tests of the case store's users."""
+    from rcm_viewer.cases import AIResult
+
+    return AIResult.from_probabilities(
+        "demo-resnet", "1", "0" * 64, {"melanoma": 0.7, "bcc": 0.2, "naevus": 0.1}
+    )

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QLabel
+from rcm_test_helpers import sample_ai_result
 
-from rcm_viewer.cases import AIResult, CaseStore
+from rcm_viewer.cases import CaseStore
 from rcm_viewer.ui.ai_gate import (
     HIDDEN_TEXT,
     READER_FIRST_KEY,
@@ -18,12 +19,6 @@ from rcm_viewer.ui.ai_gate import (
 )
 from rcm_viewer.ui.assessment_form import AssessmentForm
 from rcm_viewer.ui.settings import app_settings
-
-
-def ai_result() -> AIResult:
-    return AIResult.from_probabilities(
-        "demo-resnet", "1", "0" * 64, {"melanoma": 0.7, "bcc": 0.2, "naevus": 0.1}
-    )
 
 
 @pytest.fixture
@@ -53,7 +48,7 @@ def test_reader_first_is_the_default_setting():
 def test_content_hidden_until_commit_in_reader_first_mode(qtbot, store):
     gate, content = make_gate(qtbot)
     case = store.create_case("P-1", user="Dr Test")
-    store.save_ai_result(case.case_id, ai_result(), user="model")
+    store.save_ai_result(case.case_id, sample_ai_result(), user="model")
     gate.update_from_case(store.get_case(case.case_id))
     assert not content.isVisible()
     assert not gate.is_revealed()
@@ -107,7 +102,7 @@ def test_content_set_after_the_gate_closed_stays_hidden(qtbot, store):
 def test_form_commit_opens_the_gate(qtbot, store):
     """The wiring the main window uses: initialCommitted -> update_from_case."""
     case_id = store.create_case("P-1", user="Dr Test").case_id
-    store.save_ai_result(case_id, ai_result(), user="model")
+    store.save_ai_result(case_id, sample_ai_result(), user="model")
     form = AssessmentForm()
     qtbot.addWidget(form)
     form.set_store(store)

@@ -9,18 +9,13 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QDate, Qt
 from PySide6.QtWidgets import QFileDialog
+from rcm_test_helpers import sample_ai_result
 
-from rcm_viewer.cases import AIResult, CaseStore
+from rcm_viewer.cases import CaseStore
 from rcm_viewer.errors import CaseStoreError
 from rcm_viewer.ui.case_list import AI_HIDDEN_TEXT, COLUMNS, CaseListDialog, export_case_to
 
 AI_COLUMN = COLUMNS.index("AI top class")
-
-
-def ai_result() -> AIResult:
-    return AIResult.from_probabilities(
-        "demo-resnet", "1", "0" * 64, {"melanoma": 0.7, "bcc": 0.2, "naevus": 0.1}
-    )
 
 
 @pytest.fixture
@@ -76,7 +71,7 @@ def test_diagnosis_and_date_filters(dialog):
 
 
 def test_ai_column_follows_the_reader_first_rule(store, dialog):
-    store.save_ai_result("C-3", ai_result(), user="model")
+    store.save_ai_result("C-3", sample_ai_result(), user="model")
     dialog.refresh()
     row = dialog.case_ids().index("C-3")
     assert dialog.table.item(row, AI_COLUMN).text() == AI_HIDDEN_TEXT
