@@ -74,7 +74,7 @@ def downsample_2x(block: np.ndarray) -> np.ndarray:
     return (acc_f / 4).astype(block.dtype)
 
 
-def band_rows(width: int, bytes_per_pixel: int, row_hint: int, levels: int = 1) -> int:
+def band_rows(width: int, bytes_per_pixel: int, row_hint: int, levels: int) -> int:
     """Source rows per band: ~``BAND_BYTES``, a multiple of ``2**levels`` (so every level's
     share of a band is a whole number of rows) and, where that stays affordable, of the
     strip/tile height ``row_hint`` (so each stored segment is decoded once)."""
