@@ -15,8 +15,7 @@ attributes below.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rcm_viewer.errors import InferenceError, ModelBundleError
 from rcm_viewer.inference.batch import (
@@ -49,6 +48,7 @@ from rcm_viewer.inference.prediction import (
     Prediction,
     RegionExplanation,
 )
+from rcm_viewer.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from rcm_viewer.inference.engine import CAM_METHODS, classify_mosaic, explain_region
@@ -61,13 +61,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rcm_viewer.errors import InferenceError, ModelBundleError, RcmError
+from rcm_viewer.fileio import atomic_write
 from rcm_viewer.inference.bundle import ModelBundle
 from rcm_viewer.inference.prediction import STATUS_OK, ClassificationCancelled, Prediction
 
@@ -151,14 +151,7 @@ def write_rows(rows: Sequence[ClassificationRow], out: str | os.PathLike[str],
     else:
         raise InferenceError(f"{target.name}: the output must end in .json or .csv")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, text, fsync=False)
 
 
 def format_table(rows: Sequence[ClassificationRow], class_ids: Sequence[str]) -> str:

@@ -193,7 +193,8 @@ def to_model_input(tiles: np.ndarray, manifest: ModelManifest, device: torch.dev
     return (x[:, None].expand(-1, 3, -1, -1) - mean) / std
 
 
-def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities from logits (the last axis), divided by the calibration temperature."""
     z = np.asarray(logits, dtype=np.float64) / temperature
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)

@@ -8,11 +8,9 @@ nothing is known the reader types the value once: it is remembered per file (abs
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rcm_viewer.fileio import atomic_write
 from rcm_viewer.mosaic.model import MAX_PIXEL_SIZE_UM, MIN_PIXEL_SIZE_UM, mosaic_error
 
 log = logging.getLogger(__name__)
@@ -222,15 +221,8 @@ def _load_store(store: Path) -> dict[str, Any]:
 
 def _save_store(store: Path, entries: dict[str, Any]) -> None:
     """Write atomically so a crash never leaves half a JSON file behind."""
-    fd, tmp = tempfile.mkstemp(prefix=".pixel_sizes.", suffix=".tmp", dir=store.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"version": 1, "entries": entries}, fh, indent=1, ensure_ascii=False)
-        os.replace(tmp, store)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    text = json.dumps({"version": 1, "entries": entries}, indent=1, ensure_ascii=False)
+    atomic_write(store, text, fsync=False)
 
 
 def remember_pixel_size(path: str | os.PathLike[str], pixel_size_um: float) -> None:

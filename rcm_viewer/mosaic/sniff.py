@@ -39,7 +39,25 @@ _EXTENSIONS = {
     "bmp": {".bmp", ".dib"},
 }
 
+#: Every extension the app opens, longest first: the open dialog's filter and folder scans
+#: (batch, training data) use this one list, so what one place opens the other finds.
+OPENABLE_EXTENSIONS: tuple[str, ...] = tuple(
+    sorted({ext for group in _EXTENSIONS.values() for ext in group}, key=lambda e: (-len(e), e))
+)
+
 HEADER_BYTES = 132
+
+
+def is_openable_name(path: Path | str) -> bool:
+    """True when the file name ends in an extension the app opens (case-insensitive)."""
+    name = Path(path).name.lower()
+    return any(name.endswith(ext) for ext in OPENABLE_EXTENSIONS)
+
+
+def open_dialog_filter() -> str:
+    """The Qt file-dialog filter built from :data:`OPENABLE_EXTENSIONS`."""
+    patterns = " ".join(f"*{ext}" for ext in sorted(OPENABLE_EXTENSIONS))
+    return f"RCM mosaics ({patterns});;All files (*)"
 
 
 def sniff_format(head: bytes) -> str | None:

@@ -9,10 +9,8 @@ light); ``train``, ``TrainingConfig`` and ``evaluate`` load it on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from rcm_viewer.errors import TrainingError
+from rcm_viewer.lazy import lazy_getattr
 from rcm_viewer.training.data import (
     DataSet,
     MosaicRecord,
@@ -32,13 +30,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

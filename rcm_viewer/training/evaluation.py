@@ -65,11 +65,11 @@ def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
              out_dir: Path | None = None, device: str = "auto",
              progress: Callable[[str], None] | None = print) -> EvaluationResult:
     """Classify every mosaic of the split and write the metrics and plots."""
-    from rcm_viewer.inference.engine import classify_mosaic
+    from rcm_viewer.inference.engine import classify_mosaic, softmax
     from rcm_viewer.inference.network import load_network, resolve_device
     from rcm_viewer.inference.prediction import STATUS_OK
     from rcm_viewer.mosaic import open_mosaic
-    from rcm_viewer.training.trainer import INPUT_WHOLE_MOSAIC, _softmax, whole_mosaic_logits
+    from rcm_viewer.training.trainer import INPUT_WHOLE_MOSAIC, whole_mosaic_logits
 
     def say(text: str) -> None:
         if progress is not None:
@@ -94,7 +94,7 @@ def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
             if whole:
                 network = load_network(bundle, torch_device)
                 logits = whole_mosaic_logits(network, manifest, [path], torch_device)[0]
-                p = _softmax(logits, manifest.temperature)
+                p = softmax(logits, manifest.temperature)
             else:
                 with open_mosaic(path) as mosaic:
                     prediction = classify_mosaic(mosaic, bundle, device=device, batch_size=64)

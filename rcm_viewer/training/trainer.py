@@ -47,8 +47,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from rcm_viewer.errors import MosaicError, TrainingError
+from rcm_viewer.fileio import atomic_write_with
 from rcm_viewer.inference import load_bundle, save_bundle
-from rcm_viewer.inference.engine import classify_mosaic, to_model_input
+from rcm_viewer.inference.engine import classify_mosaic, softmax, to_model_input
 from rcm_viewer.inference.manifest import (
     ARCHITECTURES,
     IMAGENET_MEAN,
@@ -421,9 +422,7 @@ def _state_to_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _save_atomic(payload: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda stream: torch.save(payload, stream))
 
 
 def train(config: TrainingConfig, progress: Progress | None = print) -> TrainingResult:
@@ -583,7 +582,7 @@ def train(config: TrainingConfig, progress: Progress | None = print) -> Training
                                                work_dir, device, manifest_base)
             val_loss = float(F.cross_entropy(torch.as_tensor(val_logits),
                                              torch.as_tensor(val_labels)))
-            metrics = classification_metrics(val_labels, _softmax(val_logits), class_ids)
+            metrics = classification_metrics(val_labels, softmax(val_logits), class_ids)
             record = {
                 "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                 "val_accuracy": metrics["accuracy"],
@@ -657,13 +656,6 @@ def _input_manifest(config: TrainingConfig, class_ids: Sequence[str]) -> ModelMa
 _INPUT_MANIFESTS: dict[tuple[Any, ...], ModelManifest] = {}
 
 
-def _softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _validate(network: nn.Module, config: TrainingConfig, class_ids: Sequence[str],
               records: Sequence[MosaicRecord], work_dir: Path, device: torch.device,
               training: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -706,8 +698,8 @@ def _export(config: TrainingConfig, class_ids: Sequence[str], data: DataSet,
     val_logits = best["val_logits"].numpy()
     val_labels = best["val_labels"].numpy()
     temperature = fit_temperature(val_logits, val_labels)
-    before = classification_metrics(val_labels, _softmax(val_logits), class_ids)
-    after = classification_metrics(val_labels, _softmax(val_logits, temperature), class_ids)
+    before = classification_metrics(val_labels, softmax(val_logits), class_ids)
+    after = classification_metrics(val_labels, softmax(val_logits, temperature), class_ids)
     metrics = {
         "validation_mosaics": after["n"],
         "validation_accuracy": round(after["accuracy"], 4),

@@ -8,8 +8,6 @@ above every probability.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -25,6 +23,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from rcm_viewer.session import AIView
 
 SYNTHETIC_BANNER = ("Demonstration model: trained on synthetic images, not for diagnosis")
 COLORMAPS = {"Inferno": "inferno", "Viridis": "viridis", "Plasma": "plasma", "Turbo": "turbo"}
@@ -42,22 +42,7 @@ REGION_METHODS = [
 ]
 
 
-@dataclass(frozen=True)
-class ResultView:
-    """What the panel shows; built from a live Prediction or a stored AIResult."""
-
-    class_ids: tuple[str, ...]
-    class_names: tuple[str, ...]
-    probabilities: tuple[float, ...] | None
-    status: str
-    model_name: str
-    model_version: str
-    weights_sha256: str
-    synthetic: bool
-    heatmap: np.ndarray | None  # (classes, H, W) in 0-1
-    heatmap_span: tuple[float, float] = (0.0, 0.0)  # level-0 (width, height) it covers
-    detail: str = ""
-    partial: bool = False
+ResultView = AIView  # the panel shows the canonical view of a result
 
 
 def colormap_lut(name: str) -> np.ndarray:

@@ -26,7 +26,6 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
-import getpass
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,6 +66,7 @@ from rcm_viewer.cases import (
     score_checklist,
 )
 from rcm_viewer.errors import RcmError
+from rcm_viewer.session import resolve_reader
 from rcm_viewer.ui.settings import reader_name, set_reader_name
 
 log = logging.getLogger(__name__)
@@ -1100,13 +1100,7 @@ class AssessmentForm(QWidget):
 
     def _user(self) -> str:
         """Who makes the change, for the audit trail: the reader field, else the OS account."""
-        name = self.reader_edit.text().strip() or reader_name().strip()
-        if not name:
-            try:
-                name = getpass.getuser()
-            except Exception:  # noqa: BLE001 - no login name on some systems
-                name = ""
-        return name or "unknown reader"
+        return resolve_reader(self.reader_edit.text().strip() or reader_name())
 
     # ------------------------------------------------------------------ Qt plumbing
 

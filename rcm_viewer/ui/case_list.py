@@ -13,8 +13,6 @@ tested (and reused by a menu action) without a file dialog.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from rcm_viewer.cases import DIAGNOSES, DIAGNOSIS_LABELS, CaseStore, CaseSummary
 from rcm_viewer.errors import CaseStoreError, RcmError
+from rcm_viewer.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +64,9 @@ def export_case_to(path: str | Path, store: CaseStore, case_id: str) -> Path:
     """
     target = Path(path)
     text = store.export_case_json(case_id)
-    folder = target.parent if str(target.parent) else Path(".")
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+        atomic_write(target, text + "\n")
     except OSError as exc:
-        raise CaseStoreError(
-            f"Cannot export case {case_id} to {target.name}: {exc.strerror or exc}"
-        ) from exc
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, target)
-    except OSError as exc:
-        Path(temp_name).unlink(missing_ok=True)
         raise CaseStoreError(
             f"Cannot export case {case_id} to {target.name}: {exc.strerror or exc}"
         ) from exc

@@ -32,10 +32,18 @@ from rcm_viewer.mosaic import (
     display_range_of,
     open_mosaic,
 )
+from rcm_viewer.mosaic.sniff import open_dialog_filter
 from rcm_viewer.paths import DEMO_DIR
+from rcm_viewer.session import (
+    case_for_mosaic,
+    resolve_reader,
+    stored_from_prediction,
+    view_from_prediction,
+    view_from_stored,
+)
 from rcm_viewer.ui import settings as app_settings_module
 from rcm_viewer.ui.ai_gate import AIGate, reader_mode_for_new_cases
-from rcm_viewer.ui.ai_panel import AIPanel, ResultView
+from rcm_viewer.ui.ai_panel import AIPanel
 from rcm_viewer.ui.assessment_form import AssessmentForm
 from rcm_viewer.ui.case_list import CaseListDialog
 from rcm_viewer.ui.contrast import ContrastPanel
@@ -46,9 +54,6 @@ from rcm_viewer.ui.workers import Worker
 
 log = logging.getLogger(__name__)
 
-OPEN_FILTER = (
-    "RCM mosaics (*.tif *.tiff *.ome.tif *.btf *.png *.jpg *.jpeg *.bmp);;All files (*)"
-)
 OVERVIEW_MAX_PX = 2048
 INTENDED_USE = (
     "rcm-viewer is a reader-assist tool for reflectance confocal microscopy. It is not a "
@@ -57,57 +62,6 @@ INTENDED_USE = (
     "images. The bundled demonstration model is trained on synthetic images only and is not "
     "for diagnosis."
 )
-
-
-def _result_view_from_prediction(prediction) -> ResultView:
-    heatmap = prediction.heatmap
-    span = (0.0, 0.0)
-    if heatmap is not None:
-        span = (heatmap.shape[2] * prediction.heatmap_cell_px,
-                heatmap.shape[1] * prediction.heatmap_cell_px)
-    detail = (f"{prediction.n_tiles} tissue tiles at {prediction.model_pixel_size_um:g} µm/px, "
-              f"{prediction.seconds:.1f} s on {prediction.device or 'cpu'}."
-              if prediction.model_pixel_size_um else "")
-    if prediction.flags:
-        detail += " Notes: " + "; ".join(prediction.flags) + "."
-    return ResultView(prediction.class_ids, prediction.class_names, prediction.probabilities,
-                      prediction.status, prediction.model_name, prediction.model_version,
-                      prediction.weights_sha256, prediction.model_synthetic, heatmap, span,
-                      detail, prediction.partial)
-
-
-def _ai_result(prediction):
-    from rcm_viewer.cases import AIResult, Heatmap
-
-    heatmap = None
-    if prediction.heatmap is not None:
-        h, w = prediction.heatmap.shape[1:]
-        span = (round(h * prediction.heatmap_cell_px), round(w * prediction.heatmap_cell_px))
-        heatmap = Heatmap.from_float(prediction.heatmap, prediction.class_ids, span, (0.0, 1.0))
-    flags = list(prediction.flags)
-    if prediction.model_synthetic and "synthetic_model" not in flags:
-        flags.append("synthetic_model")
-    return AIResult.from_probabilities(
-        prediction.model_name, prediction.model_version, prediction.weights_sha256,
-        dict(zip(prediction.class_ids, prediction.probabilities, strict=True)), heatmap=heatmap,
-        flags=flags)
-
-
-def _result_view_from_stored(result) -> ResultView:
-    from rcm_viewer.synthetic import CLASS_DISPLAY_NAMES
-
-    heatmap = None
-    span = (0.0, 0.0)
-    if result.heatmap is not None:
-        heatmap = result.heatmap.to_float()
-        if result.heatmap.mosaic_shape is not None:
-            span = (float(result.heatmap.mosaic_shape[1]), float(result.heatmap.mosaic_shape[0]))
-    names = tuple(CLASS_DISPLAY_NAMES.get(c, c) for c in result.class_ids)
-    synthetic = any("synthetic" in f for f in result.flags)
-    return ResultView(tuple(result.class_ids), names, tuple(result.probabilities), "ok",
-                      result.model_name, result.model_version, result.weights_sha256,
-                      synthetic, heatmap, span,
-                      f"Saved result from {result.created_at:%Y-%m-%d %H:%M}.")
 
 
 def _overview_level(mosaic: Mosaic) -> int | None:
@@ -325,7 +279,7 @@ class MainWindow(QMainWindow):
 
     def open_dialog(self) -> None:
         start = str(app_settings_module.app_settings().value("files/last_dir", str(DEMO_DIR)))
-        path, _ = QFileDialog.getOpenFileName(self, "Open RCM mosaic", start, OPEN_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open RCM mosaic", start, open_dialog_filter())
         if path:
             self.open_path(Path(path))
 
@@ -414,15 +368,7 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, lambda: self.show_error("Case database", warning))
 
     def _reader(self) -> str:
-        import getpass
-
-        name = app_settings_module.reader_name().strip()
-        if name:
-            return name
-        try:
-            return getpass.getuser() or "reader"
-        except Exception:
-            return "reader"
+        return resolve_reader(app_settings_module.reader_name())
 
     def _start_case_lookup(self, token: int, path: Path) -> None:
         """Hash the file off the GUI thread, then restore its case or start a new one."""
@@ -449,19 +395,10 @@ class MainWindow(QMainWindow):
         if token != self._open_token or self.store is None or self.mosaic is None:
             return
         try:
-            cases = self.store.find_by_mosaic_sha256(sha256)
-            if cases:
-                case = max(cases, key=lambda c: c.updated_at)
-                if str(path.resolve()) != case.mosaic_path:
-                    self.store.update_case_fields(case.case_id, self._reader(),
-                                                  mosaic_path=str(path.resolve()))
-                restored = True
-            else:
-                case = self.store.create_case(
-                    "", user=self._reader(), reader_mode=reader_mode_for_new_cases(),
-                    mosaic_path=str(path.resolve()), mosaic_sha256=sha256,
-                    pixel_size_um=self.mosaic.info.pixel_size_um)
-                restored = False
+            case, restored = case_for_mosaic(
+                self.store, path, sha256, user=self._reader(),
+                reader_mode=reader_mode_for_new_cases(),
+                pixel_size_um=self.mosaic.info.pixel_size_um)
         except CaseStoreError as exc:
             self.show_error("Case database", str(exc))
             return
@@ -479,7 +416,7 @@ class MainWindow(QMainWindow):
         case = self.store.get_case(case_id, include_hidden_ai=True) if self.store else None
         if case is None or case.ai_result is None or self.prediction is not None:
             return
-        self.ai_panel.show_result(_result_view_from_stored(case.ai_result))
+        self.ai_panel.show_result(view_from_stored(case.ai_result))
 
     # -- classification -----------------------------------------------------------------------
 
@@ -576,7 +513,7 @@ class MainWindow(QMainWindow):
             self.ai_panel.set_model_info(manifest.name, manifest.version, manifest.synthetic)
             return
         self.prediction = item
-        self.ai_panel.show_result(_result_view_from_prediction(item))
+        self.ai_panel.show_result(view_from_prediction(item))
 
     def _on_classified(self, token: int, prediction) -> None:
         self._classify_job = None
@@ -585,13 +522,14 @@ class MainWindow(QMainWindow):
         if token != self._open_token:
             return
         self.prediction = prediction
-        self.ai_panel.show_result(_result_view_from_prediction(prediction))
+        self.ai_panel.show_result(view_from_prediction(prediction))
         self.statusBar().showMessage(
             f"Classified in {prediction.seconds:.1f} s ({prediction.n_tiles} tiles)"
             if prediction.ok else f"Not classified: {prediction.status}", 8000)
         if prediction.ok and self.store is not None and self.case_id is not None:
             try:
-                self.store.save_ai_result(self.case_id, _ai_result(prediction), self._reader())
+                self.store.save_ai_result(self.case_id, stored_from_prediction(prediction),
+                                          self._reader())
                 self.ai_gate.update_from_case(self.store.get_case(self.case_id))
             except CaseStoreError as exc:
                 self.show_error("AI result not saved", str(exc))
