@@ -15,12 +15,15 @@ from rcm_viewer.session.ai_view import (
     view_from_prediction,
     view_from_stored,
 )
+from rcm_viewer.session.case_session import CaseOpened, CaseSession
 from rcm_viewer.session.cases import case_for_mosaic
 from rcm_viewer.session.reader import FALLBACK_READER, resolve_reader
 
 __all__ = [
     "FALLBACK_READER",
     "AIView",
+    "CaseOpened",
+    "CaseSession",
     "case_for_mosaic",
     "prediction_span",
     "resolve_reader",

@@ -24,9 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from rcm_viewer.intended_use import DEMONSTRATION_BANNER
 from rcm_viewer.session import AIView
 
-SYNTHETIC_BANNER = ("Demonstration model: trained on synthetic images, not for diagnosis")
+SYNTHETIC_BANNER = DEMONSTRATION_BANNER
 COLORMAPS = {"Inferno": "inferno", "Viridis": "viridis", "Plasma": "plasma", "Turbo": "turbo"}
 #: pytorch-grad-cam methods offered for the visible region (ids of inference.CAM_METHODS;
 #: listed here so the panel needs no torch). Slow ones say so.

@@ -21,17 +21,12 @@ def store(tmp_path):
         yield case_store
 
 
-def _window(qtbot, store) -> MainWindow:
-    window = MainWindow(store=store)
-    qtbot.addWidget(window)
-    window.resize(1200, 800)
-    window.show()
-    qtbot.waitExposed(window)
-    return window
 
 
-def test_ai_panel_stays_hidden_until_the_initial_assessment_is_committed(qtbot, store) -> None:
-    window = _window(qtbot, store)
+def test_ai_panel_stays_hidden_until_the_initial_assessment_is_committed(
+    qtbot, store, make_window
+) -> None:
+    window = make_window(store)
     window.open_path(demo_mosaic("melanoma"))
     case_id = _wait_case(qtbot, window)
     assert window.form.isEnabled()
@@ -52,8 +47,8 @@ def test_ai_panel_stays_hidden_until_the_initial_assessment_is_committed(qtbot, 
     window.close()
 
 
-def test_reopening_a_mosaic_restores_its_case_and_view(qtbot, store) -> None:
-    window = _window(qtbot, store)
+def test_reopening_a_mosaic_restores_its_case_and_view(qtbot, store, make_window) -> None:
+    window = make_window(store)
     window.open_path(demo_mosaic("bcc"))
     case_id = _wait_case(qtbot, window)
     window.form.choice_for("bcc_two_step_first", "basaloid_nodules").button("present").click()
@@ -61,7 +56,7 @@ def test_reopening_a_mosaic_restores_its_case_and_view(qtbot, store) -> None:
     window.view.center_on(300, 1700)
     window.close()  # saves the view state
 
-    again = _window(qtbot, store)
+    again = make_window(store)
     again.open_path(demo_mosaic("bcc"))
     assert _wait_case(qtbot, again) == case_id
     assert again.form.choice_for("bcc_two_step_first", "basaloid_nodules").value() == "present"
@@ -74,12 +69,40 @@ def test_reopening_a_mosaic_restores_its_case_and_view(qtbot, store) -> None:
     again.close()
 
 
-def test_a_stored_ai_result_and_heatmap_come_back_with_the_case(qtbot, store) -> None:
+def test_each_case_gets_its_own_view_back_after_another_mosaic(
+    qtbot, store, make_window, tmp_path
+) -> None:
+    """Open A, pan, open B (a PNG, fitted), reopen A: A's view comes back, not B's fit.
+
+    Before the session, A's stored view was overwritten with B's fit view (zoom 0.22)."""
+    from PIL import Image
+
+    window = make_window(store)
+    window.open_path(demo_mosaic("bcc"))
+    case_a = _wait_case(qtbot, window)
+    window.view.set_zoom(1.0)
+    window.view.center_on(400, 900)
+    other = tmp_path / "other.png"
+    Image.new("L", (900, 700), 90).save(other)
+    window.open_path(other)
+    qtbot.waitUntil(lambda: window.case_id not in (None, case_a), timeout=30000)
+    assert window.wait_until_idle(30)
+    window.view.fit()
+    window.open_path(demo_mosaic("bcc"))
+    qtbot.waitUntil(lambda: window.case_id == case_a, timeout=30000)
+    assert window.wait_until_idle(30)
+    assert window.view.zoom == pytest.approx(1.0, rel=1e-3)
+    center = window.view.visible_scene_rect().center()
+    assert abs(center.x() - 400) < 60 and abs(center.y() - 900) < 60
+    assert store.get_case(case_a).view_state["zoom"] == pytest.approx(1.0)
+
+
+def test_a_stored_ai_result_and_heatmap_come_back_with_the_case(qtbot, store, make_window) -> None:
     import numpy as np
 
     from rcm_viewer.cases import AIResult, Heatmap
 
-    window = _window(qtbot, store)
+    window = make_window(store)
     window.open_path(demo_mosaic("naevus"))
     case_id = _wait_case(qtbot, window)
     plane = np.zeros((3, 16, 16), np.float32)
@@ -92,7 +115,7 @@ def test_a_stored_ai_result_and_heatmap_come_back_with_the_case(qtbot, store) ->
     store.save_ai_result(case_id, stored, "tester")
     window.close()
 
-    again = _window(qtbot, store)
+    again = make_window(store)
     again.open_path(demo_mosaic("naevus"))
     assert _wait_case(qtbot, again) == case_id
     panel = again.ai_panel

@@ -7,18 +7,15 @@ kit), never random weights presented as a result.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
+import inference_testkit as kit
 import pytest
 from PySide6.QtCore import QElapsedTimer, QPointF, QTimer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "inference"))
-import inference_testkit as kit  # noqa: E402
-
-from rcm_viewer.cases import CaseStore  # noqa: E402
-from rcm_viewer.ui.main_window import MainWindow  # noqa: E402
+from rcm_viewer.cases import CaseStore
+from rcm_viewer.ui.main_window import MainWindow
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +30,10 @@ def trained_model(tmp_path_factory):
 
 
 @pytest.fixture
-def window(qtbot, trained_model, tmp_path, monkeypatch):
+def window(make_window, trained_model, tmp_path, monkeypatch):
     monkeypatch.setenv("RCM_VIEWER_MODEL_DIR", str(trained_model[0].path))
     store = CaseStore(tmp_path / "cases.sqlite3")
-    win = MainWindow(store=store)
-    qtbot.addWidget(win)
-    win.resize(1100, 750)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.close()
+    yield make_window(store, (1100, 750))
     store.close()
 
 

@@ -16,14 +16,8 @@ from rcm_viewer.ui.tiles import TILE_PX
 
 
 @pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.close()
+def window(make_window):
+    return make_window()
 
 
 def _settle(win: MainWindow) -> None:
@@ -194,10 +188,10 @@ def test_flat_tiff_shows_a_preview_first_and_keeps_the_readers_contrast(
     path = tmp_path / "flat16.tif"
     tifffile.imwrite(path, image, rowsperstrip=32, compression="lzw")
     seen = []
-    real_preview = window._on_levels_preview
+    real_preview = window.levels._on_preview
 
-    def spy(token, result):
-        real_preview(token, result)
+    def spy(result):
+        real_preview(result)
         frame = window.view.viewport().grab().toImage()
         values = np.array([[frame.pixelColor(x, y).value()
                             for x in range(50, frame.width() - 50, 40)]
@@ -205,7 +199,7 @@ def test_flat_tiff_shows_a_preview_first_and_keeps_the_readers_contrast(
         seen.append((window.mosaic.levels_ready(), values, window.progress.format()))
         window.contrast.region.setRegion((1500, 2500))  # the reader adjusts at once
 
-    monkeypatch.setattr(window, "_on_levels_preview", spy)
+    monkeypatch.setattr(window.levels, "_on_preview", spy)
     window.open_path(path)
     _settle(window)
     assert window.last_error is None
@@ -296,15 +290,15 @@ def test_page_chosen_while_levels_build_gets_its_own_overview(window, tmp_path,
     pages[:, 500:900, 500:900] = 0
     path = tmp_path / "big_stack.tif"
     tifffile.imwrite(path, pages, photometric="minisblack", rowsperstrip=16)
-    real_preview = window._on_levels_preview
+    real_preview = window.levels._on_preview
     moved = []
 
-    def spy(token, result):
-        real_preview(token, result)
+    def spy(result):
+        real_preview(result)
         window.page_spin.setValue(2)  # during the build
         moved.append(window.mosaic.levels_ready())
 
-    monkeypatch.setattr(window, "_on_levels_preview", spy)
+    monkeypatch.setattr(window.levels, "_on_preview", spy)
     window.open_path(path)
     _settle(window)
     assert window.last_error is None
