@@ -22,12 +22,10 @@ from rcm_viewer.ui.settings import app_settings
 
 READER_FIRST_KEY = "workflow/reader_first"
 
-HIDDEN_TEXT = "AI result hidden until you commit your initial assessment (reader-first mode)."
-NO_CASE_TEXT = (
-    "Open a case. In reader-first mode the AI result is shown after you commit your "
-    "initial assessment."
-)
-WAITING_TEXT = "A result is ready and will be shown as soon as you commit."
+# One line each: on a laptop screen the hidden panel must not take the form's room.
+HIDDEN_TEXT = "AI result hidden until you commit your initial assessment."
+NO_CASE_TEXT = "Open a mosaic. The AI result is shown after you commit your assessment."
+WAITING_TEXT = "(a result is ready)"
 
 
 def _as_bool(value: object, default: bool) -> bool:
@@ -79,8 +77,8 @@ class AIGate(QWidget):
         self._placeholder.setObjectName("aiGatePlaceholder")
         self._placeholder.setWordWrap(True)
         self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._placeholder.setMargin(16)
-        self._placeholder.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        self._placeholder.setMargin(6)
+        self._placeholder.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self._placeholder.setToolTip(
             "Reader-first workflow: record your own reading first, then compare with the AI. "
             "Change it in the preferences (applies to new cases)."
@@ -147,7 +145,7 @@ class AIGate(QWidget):
         else:
             text = HIDDEN_TEXT
             if self._case.ai_result_stored:
-                text += "\n" + WAITING_TEXT
+                text += " " + WAITING_TEXT
         self._placeholder.setText(text)
         # Hide before showing so there is never a moment with both (or the content) on screen.
         if revealed:

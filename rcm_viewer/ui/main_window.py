@@ -11,23 +11,24 @@ level build (``overview_levels``) and classification (``classification``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QPointF, Qt, QThreadPool, QTimer
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QInputDialog,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QScrollArea,
     QWidget,
 )
 
-from rcm_viewer import __version__
 from rcm_viewer.cases import CaseRecord, CaseStore, file_sha256
 from rcm_viewer.errors import CaseStoreError
 from rcm_viewer.intended_use import INTENDED_USE
@@ -42,6 +43,7 @@ from rcm_viewer.ui.assessment_form import AssessmentForm
 from rcm_viewer.ui.case_list import CaseListDialog
 from rcm_viewer.ui.classification import Classification, chosen_model_dir
 from rcm_viewer.ui.contrast import ContrastPanel
+from rcm_viewer.ui.help_dialog import TextDialog, about_html, help_html
 from rcm_viewer.ui.jobs import JobRunner
 from rcm_viewer.ui.mosaic_view import MosaicView
 from rcm_viewer.ui.overview import OverviewWidget
@@ -101,6 +103,7 @@ class MainWindow(QMainWindow):
         self.ai_gate.set_content(ai_scroll)
         self.ai_dock = self._dock("AI result", self.ai_gate, "AIDock",
                                   Qt.DockWidgetArea.RightDockWidgetArea)
+        self.ai_gate.revealedChanged.connect(self._fit_ai_dock)
         self.case_list: CaseListDialog | None = None
 
         self.status = WindowStatus(self.statusBar(), self)
@@ -126,8 +129,13 @@ class MainWindow(QMainWindow):
         self.overview.jumpRequested.connect(self.view.center_on)
         self.contrast.displayChanged.connect(self.view.set_display)
 
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._show_view_menu)
+
         build_menus(self)
+        self._enable_page_actions(1)
         self._restore_layout()
+        self._fit_ai_dock(self.ai_gate.is_revealed())
 
     # -- what the session holds, for the widgets, tests and benchmarks -----------------
 
@@ -246,6 +254,8 @@ class MainWindow(QMainWindow):
         info = mosaic.info
         self.levels.show_mosaic(mosaic, overview)
         self.status.set_pages(info.pages)
+        self.status.clear_cursor()  # no value or tile probabilities of the previous image
+        self._enable_page_actions(info.pages)
         self.setWindowTitle(f"{path.name} — rcm-viewer")
         app_settings_module.add_recent_file(str(path.resolve()))
         app_settings_module.app_settings().setValue("files/last_dir", str(path.resolve().parent))
@@ -350,6 +360,10 @@ class MainWindow(QMainWindow):
 
     # -- pages, background work, closing -------------------------------------------------
 
+    def _enable_page_actions(self, pages: int) -> None:
+        for action in (self.next_page_action, self.previous_page_action):
+            action.setEnabled(pages > 1)
+
     def step_page(self, step: int) -> None:
         if self.mosaic is not None and self.mosaic.pages > 1:
             self.status.step_page(step)
@@ -368,6 +382,8 @@ class MainWindow(QMainWindow):
         self.cancel_background_work()
         self.session.close()
         self.levels.clear()
+        self.status.clear_cursor()
+        self._enable_page_actions(1)
         self.setWindowTitle("rcm-viewer")
         self._update_status()
 
@@ -423,10 +439,27 @@ class MainWindow(QMainWindow):
     def show_intended_use(self) -> None:
         QMessageBox.information(self, "Intended use", INTENDED_USE)
 
+    def show_help(self) -> None:
+        dialog = TextDialog("rcm-viewer help", help_html(self.actions()), self)
+        dialog.show()
+        self.help_dialog = dialog
+
     def show_about(self) -> None:
-        QMessageBox.about(self, "About rcm-viewer",
-                          f"rcm-viewer {__version__}\n\nReader-assist viewer for reflectance "
-                          f"confocal microscopy mosaics.\n\n{INTENDED_USE}")
+        dialog = TextDialog("About rcm-viewer", about_html(self._active_model_text()), self)
+        dialog.show()
+        self.about_dialog = dialog
+
+    def _active_model_text(self) -> str:
+        """Name and version of the model a classification would use (no torch import)."""
+        from rcm_viewer.errors import ModelBundleError
+        from rcm_viewer.inference import default_bundle_dir, read_manifest
+
+        try:
+            manifest = read_manifest(chosen_model_dir() or default_bundle_dir())
+        except ModelBundleError as exc:
+            return f"none usable ({exc})"
+        text = f"{manifest.name} {manifest.version}"
+        return text + (" (demonstration, synthetic data)" if manifest.synthetic else "")
 
     def fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -435,14 +468,29 @@ class MainWindow(QMainWindow):
             action = self.recent_menu.addAction("(none yet)")
             action.setEnabled(False)
         for index, path in enumerate(files, start=1):
-            self.recent_menu.addAction(f"&{index % 10} {Path(path).name}",
+            where = Path(path)
+            self.recent_menu.addAction(f"&{index % 10} {where.name}  —  {where.parent}",
                                        lambda p=path: self.open_path(p)).setToolTip(path)
+        if files:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear recent files", self._clear_recent_files)
+
+    def _clear_recent_files(self) -> None:
+        settings = app_settings_module.app_settings()
+        settings.setValue("recent_files", [])
+        settings.sync()
 
     def fill_model_menu(self) -> None:
         from rcm_viewer.inference import list_bundles
 
         self.model_menu.clear()
         chosen = chosen_model_dir()
+        if chosen is None:  # nothing picked: the default one is the active one
+            from rcm_viewer.errors import ModelBundleError
+            from rcm_viewer.inference import default_bundle_dir
+
+            with contextlib.suppress(ModelBundleError, OSError):
+                chosen = default_bundle_dir()
         entries = list_bundles()
         if not entries:
             self.model_menu.addAction("(no model installed in models/)").setEnabled(False)
@@ -476,6 +524,71 @@ class MainWindow(QMainWindow):
             self.open_path(Path(urls[0].toLocalFile()))
             event.acceptProposedAction()
 
+    def _show_view_menu(self, pos: Any) -> None:
+        """Right-click on the image: copy the position in µm, set the pixel size, export."""
+        mosaic = self.mosaic
+        if mosaic is None:
+            return
+        point = self.view.mapToScene(pos)
+        menu = QMenu(self)
+        px = mosaic.info.pixel_size_um
+        if px:
+            text = f"x {point.x() * px:.1f} µm, y {point.y() * px:.1f} µm"
+        else:
+            text = f"x {int(point.x())} px, y {int(point.y())} px"
+        copy = menu.addAction(f"Copy position ({text})")
+        copy.triggered.connect(lambda: QGuiApplication.clipboard().setText(text))
+        menu.addAction(self.pixel_size_action)
+        menu.addAction("Export view as PNG…", self.export_view_png)
+        menu.popup(self.view.viewport().mapToGlobal(pos))
+        self.view_menu_popup = menu
+
+    def export_view_png(self, path: str | Path | None = None) -> Path | None:
+        """Save what the image view shows (with overlay and scale bar) as a PNG."""
+        if path is None:
+            start = str(app_settings_module.app_settings().value("files/last_export_dir", ""))
+            name = f"{self.mosaic.path.stem}_view.png" if self.mosaic is not None else "view.png"
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export view as PNG",
+                                                    str(Path(start) / name), "PNG (*.png)")
+            if not chosen:
+                return None
+            path = chosen
+        target = Path(path)
+        if not self.view.viewport().grab().save(str(target), "PNG"):
+            self.show_error("View not exported", f"Cannot write {target.name} in {target.parent}")
+            return None
+        app_settings_module.app_settings().setValue("files/last_export_dir", str(target.parent))
+        self.status.message(f"View saved as {target}", 6000)
+        return target
+
+    def _fit_ai_dock(self, revealed: bool) -> None:
+        """While the AI result is hidden its dock is one line, and the form gets the room."""
+        if revealed:
+            self.ai_dock.setMaximumHeight(16777215)
+            total = self.form_dock.height() + self.ai_dock.height()
+            self.resizeDocks([self.form_dock, self.ai_dock], [total // 2, total - total // 2],
+                             Qt.Orientation.Vertical)
+        else:
+            title = self.ai_dock.titleBarWidget()
+            title_h = title.sizeHint().height() if title is not None else 24
+            self.ai_dock.setMaximumHeight(self.ai_gate.placeholder().sizeHint().height()
+                                          + title_h + 8)
+
+    def _default_layout(self) -> None:
+        """Side columns sized from the screen, so a 1366 x 768 laptop keeps the image wide."""
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        width = screen.width() if screen is not None else 1400
+        height = screen.height() if screen is not None else 900
+        self.resize(min(1400, width), min(900, height))
+        left = max(200, min(300, int(width * 0.16)))
+        right = max(360, min(500, int(width * 0.30)))
+        self.resizeDocks([self.overview_dock, self.display_dock], [left, left],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.form_dock, self.ai_dock], [right, right],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.overview_dock, self.display_dock], [height // 2, height // 2],
+                         Qt.Orientation.Vertical)
+
     def _restore_layout(self) -> None:
         settings = app_settings_module.app_settings()
         geometry = settings.value("window/geometry")
@@ -485,14 +598,7 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
         else:
-            self.resizeDocks([self.overview_dock, self.display_dock], [280, 280],
-                             Qt.Orientation.Horizontal)
-            self.resizeDocks([self.form_dock, self.ai_dock], [440, 440],
-                             Qt.Orientation.Horizontal)
-            self.resizeDocks([self.form_dock, self.ai_dock], [480, 420],
-                             Qt.Orientation.Vertical)
-            self.resizeDocks([self.overview_dock, self.display_dock], [300, 260],
-                             Qt.Orientation.Vertical)
+            self._default_layout()
 
     def save_layout(self) -> None:
         settings = app_settings_module.app_settings()

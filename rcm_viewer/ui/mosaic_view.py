@@ -141,6 +141,10 @@ class MosaicView(QGraphicsView):
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        # No scroll bars: pan by dragging, the keys or the overview (as slide viewers do);
+        # they also made "fit" show a bar and shift the image (issue 17).
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontSavePainterState, True)
@@ -247,6 +251,14 @@ class MosaicView(QGraphicsView):
         self._emit_view_changed()
 
     def center_on(self, x: float, y: float) -> None:
+        """Centre the view on a level-0 point; an axis the view already shows whole stays
+        centred (an overview click at fit must not push the image off centre)."""
+        if self._mosaic is not None:
+            visible = self.visible_scene_rect()
+            if visible.width() >= self._mosaic.info.width:
+                x = self._mosaic.info.width / 2
+            if visible.height() >= self._mosaic.info.height:
+                y = self._mosaic.info.height / 2
         self.centerOn(x, y)
         self._emit_view_changed()
 

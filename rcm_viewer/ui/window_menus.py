@@ -114,6 +114,9 @@ def build_menus(window: MainWindow) -> None:
     w.image_menu = image_menu
 
     help_menu = menu.addMenu("&Help")
+    help_menu.addAction(make_action(w, "&Help and shortcuts…", w.show_help,
+                                    QKeySequence.StandardKey.HelpContents,
+                                    "How to read a case, and every keyboard shortcut (F1)"))
     help_menu.addAction(make_action(w, "Intended use…", w.show_intended_use))
     help_menu.addAction(make_action(w, "About rcm-viewer", w.show_about))
     w.help_menu = help_menu
