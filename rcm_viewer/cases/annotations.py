@@ -318,6 +318,16 @@ class Measurement:
         area = self.area_um2
         return None if area is None else area / 1e6
 
+    def short(self) -> str:
+        """The one number a list column has room for: area, else length, else points."""
+        if self.shape == "point":
+            return "1 point" if self.points == 1 else f"{self.points} points"
+        if self.area_px <= 0:
+            return _length_text(self.length_um, self.length_px)
+        if self.area_mm2 is not None:
+            return f"{self.area_mm2:.3g} mm²"
+        return f"{self.area_px:,.0f} px²"
+
     def summary(self) -> str:
         """One short line for a list: area and perimeter, length, or a point count."""
         if self.shape == "point":

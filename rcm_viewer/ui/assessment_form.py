@@ -65,6 +65,7 @@ from rcm_viewer.cases import (
     ChecklistScore,
     score_checklist,
 )
+from rcm_viewer.cases.annotations import criterion_links, display_name
 from rcm_viewer.errors import RcmError
 from rcm_viewer.session import resolve_reader
 from rcm_viewer.ui.settings import reader_name, set_reader_name
@@ -309,6 +310,7 @@ class _ItemRow:
     label: QLabel
     choice: ChoiceButtons
     initially: QLabel
+    links: QLabel | None = None  # "◆ 2": region annotations linked to this criterion
 
 
 @dataclass
@@ -333,6 +335,8 @@ class AssessmentForm(QWidget):
     initialCommitted = Signal(str)
     assessmentChanged = Signal(str)
     errorOccurred = Signal(str)
+    #: "checklist_id.item_id" of a criterion whose annotation marker (◆ n) was clicked
+    annotationLinkActivated = Signal(str)
 
     def __init__(
         self, parent: QWidget | None = None, *, debounce_ms: int = DEFAULT_DEBOUNCE_MS
@@ -632,12 +636,18 @@ class AssessmentForm(QWidget):
             row,
         )
         choice.setToolTip(item.definition)
+        links = QLabel(row)
+        links.setObjectName(f"links_{checklist.id}_{item.id}")
+        links.hide()
+        links.setTextFormat(Qt.TextFormat.RichText)
+        links.linkActivated.connect(self.annotationLinkActivated)
+        layout.addWidget(links, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(choice, 0, Qt.AlignmentFlag.AlignVCenter)
         section.body_layout.addWidget(row)
         choice.valueChanged.connect(
             lambda value, c=checklist.id, i=item.id: self._answer_chosen(c, i, value)
         )
-        return _ItemRow(checklist.id, item.id, label, choice, initially)
+        return _ItemRow(checklist.id, item.id, label, choice, initially, links)
 
     def _update_tab_order(self) -> None:
         """Tab goes top to bottom: case details, each checklist's answers, conclusion, commit."""
@@ -726,6 +736,8 @@ class AssessmentForm(QWidget):
                 for row in view.rows.values():
                     row.choice.setValue(None)
                     row.initially.hide()
+                    if row.links is not None:
+                        row.links.hide()
         finally:
             self._loading = False
         self.body.setEnabled(False)
@@ -800,6 +812,39 @@ class AssessmentForm(QWidget):
     def initially_for(self, checklist_id: str, item_id: str) -> QLabel:
         return self._views[checklist_id].rows[item_id].initially
 
+    def links_for(self, checklist_id: str, item_id: str) -> QLabel | None:
+        return self._views[checklist_id].rows[item_id].links
+
+    def set_annotation_links(self, features: Sequence[Mapping[str, object]]) -> None:
+        """Mark each criterion that region annotations are linked to ("pagetoid cells here").
+
+        ``features`` are the case's GeoJSON annotations; a feature's
+        ``properties.criterion`` is ``"checklist_id.item_id"``. Call it again after the
+        annotations change (``AnnotationLayer.annotationsChanged``).
+        """
+        links = criterion_links(features)
+        for cid, view in self._views.items():
+            for item_id, row in view.rows.items():
+                if row.links is None:
+                    continue
+                linked = links.get(f"{cid}.{item_id}", [])
+                if not linked:
+                    row.links.hide()
+                    continue
+                names = [display_name(f) for f in linked]
+                shown = "\n".join(f"\u2022 {n}" for n in names[:10])
+                if len(names) > 10:
+                    shown += f"\n\u2026 and {len(names) - 10} more"
+                row.links.setText(
+                    f'<a href="{cid}.{item_id}" style="text-decoration: none">'
+                    f"\u25c6 {len(linked)}</a>"
+                )
+                row.links.setToolTip(
+                    f"{len(linked)} region annotation(s) on the mosaic linked to "
+                    f"'{row.label.text()}':\n{shown}\nClick to show them on the mosaic."
+                )
+                row.links.show()
+
     # ------------------------------------------------------------------ showing a case
 
     def _show_case(self, case: CaseRecord) -> None:
@@ -831,6 +876,7 @@ class AssessmentForm(QWidget):
         finally:
             self._loading = False
         self._pending_text.clear()
+        self.set_annotation_links(case.roi_annotations)
         self.body.setEnabled(True)
         self._show_stage()
         self.status_label.setText(f"Case {case.case_id}: every change is saved at once.")

@@ -21,6 +21,7 @@ def test_rectangle_measurements_follow_the_pixel_size() -> None:
     assert m.area_mm2 == pytest.approx(0.00125)
     assert m.length_um == pytest.approx(150.0)  # perimeter 300 px
     assert "0.00125 mm²" in m.summary() and "150 µm" in m.summary()
+    assert m.short() == "0.00125 mm²"
     unknown = geo.measure(feature, None)
     assert unknown.area_mm2 is None and unknown.area_px == pytest.approx(5000)
     assert "px" in unknown.summary()
