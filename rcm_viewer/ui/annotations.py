@@ -515,7 +515,8 @@ class AnnotationLayer(QObject):
         view.scene().addItem(self._preview)
         self._actions: dict[str | None, QAction] = {}
         self._zoom_seen = view.zoom
-        view.viewport().installEventFilter(self)
+        self._viewport = view.viewport()
+        self._viewport.installEventFilter(self)
         view.installEventFilter(self)
         view.scene().selectionChanged.connect(self._on_selection_changed)
         view.viewChanged.connect(self._on_view_changed)
@@ -941,12 +942,14 @@ class AnnotationLayer(QObject):
             self.select([fid])
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        # Decide from the event type alone first: the viewport also sends events while the
+        # view is being destroyed, when touching the view would crash.
         kind = event.type()
         if kind == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
             return self._key(event)
-        if watched is not self.view.viewport() or self._tool is None:
+        if kind not in _MOUSE_EVENTS or self._tool is None:
             return False
-        if not isinstance(event, QMouseEvent):
+        if watched is not self._viewport or not isinstance(event, QMouseEvent):
             return False
         if kind == QEvent.Type.MouseButtonPress:
             if event.button() != Qt.MouseButton.LeftButton:
@@ -1042,6 +1045,14 @@ class AnnotationLayer(QObject):
         self._zoom_seen = zoom
         for item in self._items.values():  # hit margins are in screen pixels
             item.prepareGeometryChange()
+
+
+_MOUSE_EVENTS = frozenset({
+    QEvent.Type.MouseButtonPress,
+    QEvent.Type.MouseMove,
+    QEvent.Type.MouseButtonRelease,
+    QEvent.Type.MouseButtonDblClick,
+})
 
 
 def _distance(a: QPointF, b: QPointF) -> float:
