@@ -1105,6 +1105,55 @@ class CaseStore:
             self._audit(conn, now, user, case_id, f"roi.{roi_id}", old, None)
             self._touch(conn, case_id, now, None)
 
+    def add_rois(
+        self, case_id: str, features: list[Mapping[str, Any]], user: str
+    ) -> list[dict[str, Any]]:
+        """Add many regions of interest in one transaction (an imported annotation file).
+
+        Each keeps its own audit row; all are saved or none is. One fsync instead of one
+        per feature: an import of 1,000 QuPath objects takes a fraction of a second.
+        """
+        user = _check_user(user)
+        stored_all = []
+        for feature in features:
+            stored = self._check_feature(feature)
+            stored["id"] = str(stored.get("id") or uuid.uuid4())
+            stored_all.append(stored)
+        ids = [f["id"] for f in stored_all]
+        if len(set(ids)) != len(ids):
+            raise CaseStoreError("Two regions of interest to add have the same id")
+        now = self._now()
+        with self._write(f"the regions of interest for case {case_id}") as conn:
+            self._case_row(conn, case_id)
+            position = conn.execute(
+                "SELECT coalesce(max(position), -1) + 1 FROM rois WHERE case_id = ?", (case_id,)
+            ).fetchone()[0]
+            for offset, stored in enumerate(stored_all):
+                roi_id = stored["id"]
+                if conn.execute("SELECT 1 FROM rois WHERE roi_id = ?", (roi_id,)).fetchone():
+                    raise CaseStoreError(f"A region of interest with id {roi_id} already exists")
+                conn.execute(
+                    "INSERT INTO rois (roi_id, case_id, position, feature, created_at, "
+                    "created_by) VALUES (?, ?, ?, ?, ?, ?)",
+                    (roi_id, case_id, position + offset, _json(stored), now, user),
+                )
+                self._audit(conn, now, user, case_id, f"roi.{roi_id}", None, stored)
+            if stored_all:
+                self._touch(conn, case_id, now, None)
+        return stored_all
+
+    def remove_rois(self, case_id: str, roi_ids: list[str], user: str) -> None:
+        """Remove many regions of interest in one transaction (all or none), each audited."""
+        user = _check_user(user)
+        now = self._now()
+        with self._write(f"the regions of interest for case {case_id}") as conn:
+            for roi_id in roi_ids:
+                old = self._roi_feature(conn, case_id, roi_id)
+                conn.execute("DELETE FROM rois WHERE roi_id = ?", (roi_id,))
+                self._audit(conn, now, user, case_id, f"roi.{roi_id}", old, None)
+            if roi_ids:
+                self._touch(conn, case_id, now, None)
+
     def _roi_feature(self, conn: sqlite3.Connection, case_id: str, roi_id: str) -> Any:
         self._case_row(conn, case_id)
         row = conn.execute(

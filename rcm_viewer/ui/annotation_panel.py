@@ -226,7 +226,7 @@ class AnnotationPanel(QWidget):
         self._updating = True
         try:
             self.tree.clear()
-            for feature in self.layer.features():
+            for feature in self.layer.features(copy=False):
                 fid = str(feature["id"])
                 measurement = self.layer.measurement(fid)
                 criterion = geo.criterion_of(feature)

@@ -324,8 +324,9 @@ class AnnotationItem(QGraphicsPathItem):
     def feature_id(self) -> str:
         return str(self.feature["id"])
 
-    def set_feature(self, feature: Mapping[str, Any]) -> None:
-        self.feature = _copy(feature)
+    def set_feature(self, feature: dict[str, Any]) -> None:
+        """Show a feature (the layer's own dict: features are replaced, never changed)."""
+        self.feature = feature
         self._drag_preview = None
         self._show(self.feature)
         locked = bool(self.feature.get("properties", {}).get("isLocked"))
@@ -463,16 +464,13 @@ class _ChangeCommand(QUndoCommand):
         self._changes = list(changes)
 
     def redo(self) -> None:
-        for before, after in self._changes:
-            if not self._layer.apply_change(self._case_id, before, after):
-                self.setObsolete(True)
-                return
+        if not self._layer.apply_changes(self._case_id, self._changes):
+            self.setObsolete(True)
 
     def undo(self) -> None:
-        for before, after in reversed(self._changes):
-            if not self._layer.apply_change(self._case_id, after, before):
-                self.setObsolete(True)
-                return
+        undo = [(after, before) for before, after in reversed(self._changes)]
+        if not self._layer.apply_changes(self._case_id, undo):
+            self.setObsolete(True)
 
 
 # --------------------------------------------------------------------------- the layer
@@ -567,8 +565,11 @@ class AnnotationLayer(QObject):
 
     # -- reading --------------------------------------------------------------------------
 
-    def features(self) -> list[dict[str, Any]]:
-        """The annotations of the case, in store order (copies)."""
+    def features(self, *, copy: bool = True) -> list[dict[str, Any]]:
+        """The annotations of the case, in store order (copies unless ``copy=False``:
+        then they are the layer's own and must not be changed)."""
+        if not copy:
+            return list(self._features.values())
         return [_copy(f) for f in self._features.values()]
 
     def feature(self, feature_id: str) -> dict[str, Any]:
@@ -750,38 +751,55 @@ class AnnotationLayer(QObject):
                  for fid, delta in moved]
         self._push(text, [step for step in steps if step is not None])
 
-    def apply_change(self, case_id: str | None, before: dict[str, Any] | None,
-                     after: dict[str, Any] | None) -> bool:
-        """Write one change to the store, then to the screen. False (and reported) if refused."""
+    def apply_changes(self, case_id: str | None, changes: Sequence[Change]) -> bool:
+        """Write changes to the store, then to the screen. False (and reported) if refused.
+
+        Many additions (an import) or many deletions go in one transaction; other changes
+        one by one, stopping at the first the store refuses. The screen then shows what
+        the store holds.
+        """
         store = self._store
         if store is None or case_id is None or case_id != self.case_id:
             self.errorOccurred.emit("The annotation was not saved: its case is no longer open.")
             return False
         user = resolve_reader(reader_name())
+        ok = True
         try:
-            if before is None and after is not None:
-                stored = store.add_roi(case_id, after, user)
-            elif after is None and before is not None:
-                store.remove_roi(case_id, str(before["id"]), user)
-                stored = None
-            elif after is not None and before is not None:
-                stored = store.update_roi(case_id, str(after["id"]), after, user)
+            if len(changes) > 1 and all(b is None and a is not None for b, a in changes):
+                for stored in store.add_rois(case_id, [a for _b, a in changes], user):
+                    self._show_stored(None, stored)
+            elif len(changes) > 1 and all(a is None and b is not None for b, a in changes):
+                store.remove_rois(case_id, [str(b["id"]) for b, _a in changes], user)
+                for before, _after in changes:
+                    self._show_stored(before, None)
             else:
-                return True
+                for before, after in changes:
+                    if before is None and after is not None:
+                        stored = store.add_roi(case_id, after, user)
+                    elif after is None and before is not None:
+                        store.remove_roi(case_id, str(before["id"]), user)
+                        stored = None
+                    elif after is not None and before is not None:
+                        stored = store.update_roi(case_id, str(after["id"]), after, user)
+                    else:
+                        continue
+                    self._show_stored(before, stored)
         except RcmError as exc:
             self.errorOccurred.emit(f"The annotation was not saved: {exc}")
             self.reload()
-            return False
+            ok = False
+        self.annotationsChanged.emit()
+        return ok
+
+    def _show_stored(self, before: dict[str, Any] | None, stored: dict[str, Any] | None) -> None:
         if stored is None:
             assert before is not None
             self._hide_feature(str(before["id"]))
         elif str(stored["id"]) in self._features:
-            self._features[str(stored["id"])] = _copy(stored)
+            self._features[str(stored["id"])] = stored
             self._items[str(stored["id"])].set_feature(stored)
         else:
             self._show_feature(stored)
-        self.annotationsChanged.emit()
-        return True
 
     def _can_edit(self) -> bool:
         if self._store is None or self.case_id is None:
@@ -791,7 +809,7 @@ class AnnotationLayer(QObject):
 
     def _show_feature(self, feature: dict[str, Any]) -> None:
         fid = str(feature["id"])
-        self._features[fid] = _copy(feature)
+        self._features[fid] = feature
         item = AnnotationItem(self, feature)
         self._items[fid] = item
         self.view.scene().addItem(item)

@@ -193,3 +193,22 @@ def test_features_are_stored_in_the_case_store_as_they_are(store: CaseStore) -> 
     assert stored == feature
     assert list(store.get_case(case.case_id).roi_annotations) == [feature]
     assert geo.check_feature(stored) == feature  # normal form is a fixed point
+
+
+def test_many_rois_are_added_and_removed_in_one_transaction(store: CaseStore) -> None:
+    case = store.create_case("P1", user="dr a")
+    features = [geo.point_feature(i, i, label=f"cell {i}") for i in range(50)]
+    stored = store.add_rois(case.case_id, features, "dr a")
+    assert [f["id"] for f in stored] == [f["id"] for f in features]
+    assert list(store.get_case(case.case_id).roi_annotations) == features
+    audit = [e for e in store.audit_trail(case.case_id) if e.field.startswith("roi.")]
+    assert len(audit) == 50
+    # one id already taken: nothing of the batch is saved
+    with pytest.raises(Exception, match="already exists"):
+        store.add_rois(case.case_id, [geo.point_feature(1, 1), features[3]], "dr a")
+    assert len(store.get_case(case.case_id).roi_annotations) == 50
+    store.remove_rois(case.case_id, [f["id"] for f in features[:40]], "dr a")
+    assert list(store.get_case(case.case_id).roi_annotations) == features[40:]
+    with pytest.raises(Exception, match="no region of interest"):
+        store.remove_rois(case.case_id, [features[45]["id"], "missing"], "dr a")
+    assert len(store.get_case(case.case_id).roi_annotations) == 10
