@@ -358,3 +358,28 @@ def _screenshots(view: MosaicView, layer: AnnotationLayer, panel: AnnotationPane
     view.grab().save(str(folder / "view_annotations.png"))
     panel.resize(460, 420)
     panel.grab().save(str(folder / "panel.png"))
+
+
+def test_locked_qupath_objects_cannot_be_moved_and_case_switch_clears(setup, tmp_path) -> None:
+    view, layer, store, case_id = setup
+    path = tmp_path / "qupath.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "id": "3f1c9a2e-8b7d-4e6f-9a0b-1c2d3e4f5a6b",
+        "geometry": {"type": "Polygon", "coordinates": [[[100, 100], [300, 100], [300, 200],
+                                                         [100, 200], [100, 100]]]},
+        "properties": {"objectType": "annotation", "isLocked": True,
+                       "classification": {"name": "Tumor", "color": [200, 0, 0]}}}]}))
+    assert layer.import_file(path) == 1
+    (fid,) = [f["id"] for f in layer.features()]
+    assert fid == "3f1c9a2e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"
+    layer.select([fid])
+    _drag(view, [(200, 150), (260, 190)])
+    assert _close(geo.bounds(_stored(store, case_id)[0]), (100, 100, 300, 200))
+    assert not [child for child in layer.item(fid).childItems() if child.zValue() == 1]
+    # another case: its own (no) annotations, and no undo into the first case
+    other = store.create_case("P-2", user="Dr Annot", reader_mode="ai_visible")
+    layer.set_case(other.case_id, PIXEL_UM)
+    assert layer.features() == [] and not layer.undo_stack.canUndo()
+    assert not [i for i in view.scene().items() if hasattr(i, "feature_id")]
+    layer.set_case(case_id, PIXEL_UM)
+    assert [f["id"] for f in layer.features()] == [fid]
