@@ -168,6 +168,20 @@ def test_double_click_closes_a_polygon(setup) -> None:
     (polygon,) = _stored(store, case_id)
     assert len(polygon["geometry"]["coordinates"][0]) == 5  # 4 corners, no double corner
     assert geo.measure(polygon, PIXEL_UM).area_um2 == pytest.approx(200 * 200 * 0.25, rel=0.02)
+    # its corners are handles: drag one, the ring stays closed
+    layer.set_tool(None)
+    _drag(view, [(300, 300), (330, 310), (350, 320)])
+    (edited,) = _stored(store, case_id)
+    ring = edited["geometry"]["coordinates"][0]
+    assert _close(ring[2], (350, 320)) and ring[0] == ring[-1]
+    assert _close(ring[0], (100, 100)) and _close(ring[3], (100, 300))
+    # a point moves as a whole
+    layer.set_tool("point")
+    _click(view, (600, 500))
+    layer.set_tool(None)
+    _drag(view, [(600, 500), (640, 530)])
+    point = _stored(store, case_id)[1]
+    assert _close(point["geometry"]["coordinates"], (640, 530))
 
 
 def test_move_and_vertex_edit_update_the_store_and_undo(setup) -> None:
