@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -88,7 +89,7 @@ class AnnotationPanel(QWidget):
         outer.setContentsMargins(4, 4, 4, 4)
         outer.setSpacing(4)
 
-        tools = QHBoxLayout()
+        tools = QGridLayout()  # two rows: the side column stays narrow on a laptop
         tools.setSpacing(2)
         self.tool_buttons: dict[str | None, QToolButton] = {}
         for tool, action in self.layer.tool_actions(self).items():
@@ -98,9 +99,9 @@ class AnnotationPanel(QWidget):
             button.setAutoRaise(True)
             text = action.text().replace("&", "")
             button.setText("Select" if tool is None else text)
+            index = len(self.tool_buttons)
             self.tool_buttons[tool] = button
-            tools.addWidget(button)
-        tools.addStretch(1)
+            tools.addWidget(button, index // 3, index % 3)
         outer.addLayout(tools)
 
         form = QFormLayout()
@@ -132,7 +133,7 @@ class AnnotationPanel(QWidget):
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
             )
-            combo.setMinimumContentsLength(18)
+            combo.setMinimumContentsLength(12)
 
         self.tree = QTreeWidget(self)
         self.tree.setObjectName("annotationList")
@@ -172,11 +173,15 @@ class AnnotationPanel(QWidget):
         self.undo_button.setDefaultAction(self.layer.undo_stack.createUndoAction(self, "Undo"))
         self.redo_button = QToolButton(self)
         self.redo_button.setDefaultAction(self.layer.undo_stack.createRedoAction(self, "Redo"))
-        for widget in (self.undo_button, self.redo_button, self.delete_button,
-                       self.import_button, self.export_button):
+        for widget in (self.undo_button, self.redo_button, self.delete_button):
             buttons.addWidget(widget)
         buttons.addStretch(1)
         outer.addLayout(buttons)
+        files = QHBoxLayout()
+        for widget in (self.import_button, self.export_button):
+            files.addWidget(widget)
+        files.addStretch(1)
+        outer.addLayout(files)
 
         self.summary_label = QLabel(self)
         self.summary_label.setWordWrap(True)

@@ -39,6 +39,8 @@ from rcm_viewer.session import AIView, CaseSession
 from rcm_viewer.ui import settings as app_settings_module
 from rcm_viewer.ui.ai_gate import AIGate, reader_mode_for_new_cases
 from rcm_viewer.ui.ai_panel import AIPanel
+from rcm_viewer.ui.annotation_panel import AnnotationPanel
+from rcm_viewer.ui.annotations import AnnotationLayer
 from rcm_viewer.ui.assessment_form import AssessmentForm
 from rcm_viewer.ui.case_list import CaseListDialog
 from rcm_viewer.ui.classification import Classification, chosen_model_dir
@@ -105,6 +107,16 @@ class MainWindow(QMainWindow):
                                   Qt.DockWidgetArea.RightDockWidgetArea)
         self.ai_gate.revealedChanged.connect(self._fit_ai_dock)
         self.case_list: CaseListDialog | None = None
+        self.annotations = AnnotationLayer(self.view, self.store)
+        self.annotation_panel = AnnotationPanel(self.annotations)
+        self.annotation_dock = self._dock("Annotations", self.annotation_panel, "AnnotationDock",
+                                          Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tabifyDockWidget(self.display_dock, self.annotation_dock)
+        self.display_dock.raise_()
+        self.annotations.errorOccurred.connect(lambda m: self.show_error("Annotation", m))
+        self.annotations.annotationsChanged.connect(
+            lambda: self.form.set_annotation_links(self.annotations.features(copy=False)))
+        self.form.annotationLinkActivated.connect(self.annotations.show_criterion)
 
         self.status = WindowStatus(self.statusBar(), self)
         self.status.cancelRequested.connect(self.cancel_background_work)
@@ -301,9 +313,13 @@ class MainWindow(QMainWindow):
         if case is None:
             self.form.clear()
             self.form.setEnabled(False)
+            self.annotations.set_case(None, None)
         elif self.form.current_case_id != case.case_id:
             self.form.setEnabled(True)
             self.form.load_case(case.case_id)
+            mosaic = self.session.mosaic
+            self.annotations.set_case(case.case_id,
+                                      mosaic.info.pixel_size_um if mosaic is not None else None)
         self.ai_gate.update_from_case(case)
 
     def _on_ai_changed(self, view: AIView | None) -> None:
@@ -422,6 +438,7 @@ class MainWindow(QMainWindow):
             self.session.record_pixel_size(value)
         except CaseStoreError as exc:
             self.show_error("Not saved", str(exc))
+        self.annotations.set_pixel_size(value)
         self._update_status()
         self.view.viewport().update()
 

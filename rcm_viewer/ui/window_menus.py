@@ -100,6 +100,20 @@ def build_menus(window: MainWindow) -> None:
     w.model_menu.aboutToShow.connect(w.fill_model_menu)
     w.analysis_menu = analysis_menu
 
+    annotate_menu = menu.addMenu("A&nnotate")
+    for action in w.annotations.tool_actions(w).values():
+        annotate_menu.addAction(action)
+    annotate_menu.addSeparator()
+    undo = w.annotations.undo_stack.createUndoAction(w, "&Undo annotation change")
+    undo.setShortcut(QKeySequence("Ctrl+Z"))
+    redo = w.annotations.undo_stack.createRedoAction(w, "&Redo annotation change")
+    redo.setShortcut(QKeySequence("Ctrl+Shift+Z"))
+    for action in (undo, redo):
+        w.addAction(action)
+        annotate_menu.addAction(action)
+    view_menu.addAction(w.annotation_dock.toggleViewAction())
+    w.annotate_menu = annotate_menu
+
     w.next_page_action = make_action(w, "Next page", lambda: w.step_page(1), "PgDown",
                                      "Next page of a stack (PgDn)")
     w.previous_page_action = make_action(w, "Previous page", lambda: w.step_page(-1), "PgUp",
