@@ -15,7 +15,7 @@ import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -440,6 +440,10 @@ class CaseRecord:
     histology_diagnosis: HistologyDiagnosis | None = None
     histology_detail: str | None = None
     histology_recorded_at: datetime | None = None
+    #: Date of the pathology report (a calendar day, as the report gives it).
+    histology_date: date | None = None
+    #: The laboratory's report number, free text.
+    histology_report_number: str | None = None
     roi_annotations: tuple[Mapping[str, Any], ...] = ()
     view_state: Mapping[str, Any] = field(default_factory=dict)
 
@@ -522,6 +526,8 @@ class CaseRecord:
                 "diagnosis": self.histology_diagnosis,
                 "detail": self.histology_detail,
                 "recorded_at": to_iso(self.histology_recorded_at),
+                "date": self.histology_date.isoformat() if self.histology_date else None,
+                "report_number": self.histology_report_number,
             },
             "roi_annotations": {
                 "type": "FeatureCollection",

@@ -134,7 +134,18 @@ _V2 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+# histology: the follow-up form records the pathology report's date and number, so a
+# reader can match a case to the report it was checked against (issue 17).
+_V3_HISTOLOGY = Migration(
+    version=3,
+    summary="histology: date of the pathology report and its report number",
+    statements=(
+        "ALTER TABLE cases ADD COLUMN histology_date TEXT",
+        "ALTER TABLE cases ADD COLUMN histology_report_number TEXT",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3_HISTOLOGY)
 SCHEMA_VERSION: int = MIGRATIONS[-1].version
 
 assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))

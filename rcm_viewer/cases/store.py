@@ -103,6 +103,8 @@ CASE_FIELDS: tuple[str, ...] = (
     "pixel_size_um",
     "lesion_site",
 )
+#: Histology fields that ``update_histology`` may change.
+HISTOLOGY_FIELDS: tuple[str, ...] = ("diagnosis", "date", "report_number", "detail")
 EXPORT_FORMAT = "rcm-viewer.case"
 EXPORT_FORMAT_VERSION = 1
 
@@ -161,6 +163,11 @@ def _check_text(name: str, value: Any, *, allow_none: bool = True, max_chars: in
         raise CaseStoreError(f"{name} must be text, got {type(value).__name__}")
     if len(value) > max_chars:
         raise CaseStoreError(f"{name} is longer than {max_chars} characters")
+
+
+def _day(text: str | None) -> date | None:
+    """A stored ISO calendar day (``YYYY-MM-DD``), or None."""
+    return date.fromisoformat(text) if text else None
 
 
 def _check_user(user: Any) -> str:
@@ -578,6 +585,8 @@ class CaseStore:
             histology_diagnosis=row["histology_diagnosis"],
             histology_detail=row["histology_detail"],
             histology_recorded_at=from_iso(row["histology_recorded_at"]),
+            histology_date=_day(row["histology_date"]),
+            histology_report_number=row["histology_report_number"],
             roi_annotations=rois,
             view_state=json.loads(row["view_state"]),
         )
@@ -1015,6 +1024,50 @@ class CaseStore:
                     self._audit(conn, now, user, case_id, field, row[name], value)
                     changed = True
             if changed:
+                conn.execute(
+                    "UPDATE cases SET histology_recorded_at = ? WHERE case_id = ?",
+                    (now if diagnosis is not None else None, case_id),
+                )
+                self._touch(conn, case_id, now, None)
+        return self.get_case(case_id)
+
+    def update_histology(self, case_id: str, user: str, **fields: Any) -> CaseRecord:
+        """Change only the histology fields given, each change audited on its own.
+
+        Fields: ``diagnosis`` (a histology diagnosis or None), ``date`` (the
+        report's calendar day or None), ``report_number`` and ``detail`` (free
+        text or None; blank text is stored as None). Allowed at any time, also
+        after the assessment is committed: the report arrives weeks later.
+        """
+        user = _check_user(user)
+        unknown = set(fields) - set(HISTOLOGY_FIELDS)
+        if unknown:
+            raise CaseStoreError(f"Unknown histology field(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name == "diagnosis":
+                check_choice("histology diagnosis", value, HISTOLOGY_DIAGNOSES)
+            elif name == "date":
+                if isinstance(value, datetime) or not (value is None or isinstance(value, date)):
+                    raise CaseStoreError("The histology date must be a calendar date")
+                value = value.isoformat() if value is not None else None
+            else:
+                _check_text(f"histology {name.replace('_', ' ')}", value, max_chars=10_000)
+                value = (value.strip() or None) if isinstance(value, str) else value
+            values[f"histology_{name}"] = value
+        now = self._now()
+        with self._write(f"the histology of case {case_id}") as conn:
+            row = self._case_row(conn, case_id)
+            changed = False
+            for column, value in values.items():
+                if row[column] == value:
+                    continue
+                conn.execute(f"UPDATE cases SET {column} = ? WHERE case_id = ?", (value, case_id))
+                field = column.replace("histology_", "histology.")
+                self._audit(conn, now, user, case_id, field, row[column], value)
+                changed = True
+            if changed:
+                diagnosis = values.get("histology_diagnosis", row["histology_diagnosis"])
                 conn.execute(
                     "UPDATE cases SET histology_recorded_at = ? WHERE case_id = ?",
                     (now if diagnosis is not None else None, case_id),

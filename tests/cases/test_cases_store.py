@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rcm_viewer.cases import AIResult, CaseStore, Heatmap, default_db_path
+from rcm_viewer.cases import SCHEMA_VERSION, AIResult, CaseStore, Heatmap, default_db_path
 from rcm_viewer.errors import CaseStoreError
 
 MELANOMA = "melanoma_score"
@@ -48,7 +48,7 @@ def test_default_database_lives_in_the_user_data_folder(data_dir: Path) -> None:
     assert default_db_path() == data_dir / "cases.sqlite3"
     with CaseStore() as store:
         assert store.path == data_dir / "cases.sqlite3"
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION
         assert store.startup_warning is None
 
 
