@@ -38,6 +38,10 @@ from PySide6.QtWidgets import (
 from rcm_viewer.cases import DIAGNOSES, DIAGNOSIS_LABELS, CaseStore, CaseSummary
 from rcm_viewer.errors import CaseStoreError, RcmError
 from rcm_viewer.fileio import atomic_write
+from rcm_viewer.session import resolve_reader
+from rcm_viewer.ui import settings as app_settings
+from rcm_viewer.ui.histology_dialog import HistologyDialog
+from rcm_viewer.ui.my_reads_dialog import MyReadsDialog
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,11 @@ COLUMNS: tuple[str, ...] = (
     "Histology",
     "Mosaic file",
 )
+MOSAIC_COLUMN = COLUMNS.index("Mosaic file")
 AI_HIDDEN_TEXT = "hidden (reader first)"
+EXPORT_FOLDER_KEY = "case_export"
+#: Widest a column other than the mosaic file gets from resizing to contents.
+MAX_COLUMN_PX = 220
 SEARCH_DEBOUNCE_MS = 200
 
 
@@ -94,6 +102,7 @@ class CaseListDialog(QDialog):
 
     caseOpenRequested = Signal(str, str)  # case_id, mosaic_path ('' when none)
     errorOccurred = Signal(str)
+    histologyChanged = Signal(str)  # case_id, after the reader saved a histology change
 
     def __init__(self, store: CaseStore | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -104,6 +113,8 @@ class CaseListDialog(QDialog):
         self._summaries: list[CaseSummary] = []
         # case_id -> (updated_at of the case when looked up, AI top class text)
         self._ai_cache: dict[str, tuple[object, str]] = {}
+        self.histology_dialog: HistologyDialog | None = None
+        self.my_reads_dialog: MyReadsDialog | None = None
 
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
@@ -164,7 +175,12 @@ class CaseListDialog(QDialog):
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        # The file name takes the room that is left and elides in the middle (start and
+        # extension stay readable); the full path is its tooltip.
+        header.setSectionResizeMode(MOSAIC_COLUMN, QHeaderView.ResizeMode.Stretch)
         header.setStretchLastSection(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setWordWrap(False)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(2, Qt.SortOrder.DescendingOrder)
         self.table.cellDoubleClicked.connect(lambda _r, _c: self.open_selected())
@@ -183,6 +199,18 @@ class CaseListDialog(QDialog):
             "as a JSON file."
         )
         self.export_button.clicked.connect(lambda: self.export_selected())
+        self.histology_button = QPushButton("Enter &histology…", self)
+        self.histology_button.setToolTip(
+            "Enter or correct the histological diagnosis, report date and report number of "
+            "the selected case (any time, also after commit)."
+        )
+        self.histology_button.clicked.connect(lambda: self.edit_histology())
+        self.reads_button = QPushButton("&My reads…", self)
+        self.reads_button.setToolTip(
+            "Your diagnoses and the model's against histology: sensitivity, specificity and "
+            "how the AI reveal changed your reads."
+        )
+        self.reads_button.clicked.connect(lambda: self.show_my_reads())
         self.refresh_button = QPushButton("Refresh", self)
         self.refresh_button.setToolTip("Read the case list again from the case database.")
         self.refresh_button.clicked.connect(self.refresh)
@@ -192,6 +220,8 @@ class CaseListDialog(QDialog):
         buttons = QHBoxLayout()
         buttons.addWidget(self.count_label)
         buttons.addStretch(1)
+        buttons.addWidget(self.reads_button)
+        buttons.addWidget(self.histology_button)
         buttons.addWidget(self.refresh_button)
         buttons.addWidget(self.export_button)
         buttons.addWidget(self.open_button)
@@ -268,6 +298,42 @@ class CaseListDialog(QDialog):
         summary = next((s for s in self._summaries if s.case_id == case_id), None)
         mosaic = summary.mosaic_path if summary is not None else None
         self.caseOpenRequested.emit(case_id, mosaic or "")
+        self.hide()  # out of the way of the image; the Cases action brings it back
+
+    def edit_histology(self, user: str | None = None) -> HistologyDialog | None:
+        """Open the histology dialog for the selected case (``user``: who the audit names)."""
+        case_id = self.selected_case_id()
+        if case_id is None or self._store is None:
+            return None
+        if self.histology_dialog is not None:
+            self.histology_dialog.done(0)
+            self.histology_dialog.deleteLater()
+        dialog = HistologyDialog(
+            self._store, case_id, user or resolve_reader(app_settings.reader_name()), self
+        )
+        dialog.histologyChanged.connect(self._on_histology_changed)
+        dialog.errorOccurred.connect(self.errorOccurred)
+        self.histology_dialog = dialog
+        dialog.show()
+        dialog.raise_()
+        return dialog
+
+    def show_my_reads(self) -> MyReadsDialog | None:
+        if self._store is None:
+            return None
+        if self.my_reads_dialog is None:
+            self.my_reads_dialog = MyReadsDialog(self._store, self)
+        else:
+            self.my_reads_dialog.refresh()
+        self.my_reads_dialog.show()
+        self.my_reads_dialog.raise_()
+        return self.my_reads_dialog
+
+    def _on_histology_changed(self, case_id: str) -> None:
+        self.refresh()
+        if self.my_reads_dialog is not None and self.my_reads_dialog.isVisible():
+            self.my_reads_dialog.refresh()
+        self.histologyChanged.emit(case_id)
 
     def export_selected(self, path: str | Path | None = None) -> Path | None:
         """Export the selected case; asks for a file name when ``path`` is None."""
@@ -275,8 +341,10 @@ class CaseListDialog(QDialog):
         if case_id is None or self._store is None:
             return None
         if path is None:
+            folder = app_settings.last_folder(EXPORT_FOLDER_KEY) or str(Path.home())
             chosen, _filter = QFileDialog.getSaveFileName(
-                self, f"Export case {case_id}", f"{case_id}.json", "JSON files (*.json)"
+                self, f"Export case {case_id}", str(Path(folder) / f"{case_id}.json"),
+                "JSON files (*.json)"
             )
             if not chosen:
                 return None
@@ -286,6 +354,7 @@ class CaseListDialog(QDialog):
         except RcmError as exc:
             self._report(str(exc))
             return None
+        app_settings.set_last_folder(EXPORT_FOLDER_KEY, str(written.parent))
         self.status_label.setText(f"Case {case_id} exported to {written}.")
         return written
 
@@ -345,13 +414,19 @@ class CaseListDialog(QDialog):
             for column, cell in enumerate(cells):
                 self.table.setItem(row, column, cell)
         self.table.setSortingEnabled(True)
-        self.table.resizeColumnsToContents()
+        for column in range(self.table.columnCount()):
+            if column != MOSAIC_COLUMN:
+                self.table.resizeColumnToContents(column)
+                if self.table.columnWidth(column) > MAX_COLUMN_PX:
+                    self.table.setColumnWidth(column, MAX_COLUMN_PX)
         self._refresh_buttons()
 
     def _refresh_buttons(self) -> None:
         has_selection = self.selected_case_id() is not None
         self.open_button.setEnabled(has_selection)
         self.export_button.setEnabled(has_selection)
+        self.histology_button.setEnabled(has_selection and self._store is not None)
+        self.reads_button.setEnabled(self._store is not None)
 
     def _report(self, message: str) -> None:
         self.status_label.setText(message)

@@ -41,3 +41,14 @@ def set_reader_name(name: str) -> None:
     settings = app_settings()
     settings.setValue("reader/name", name)
     settings.sync()
+
+
+def last_folder(key: str) -> str:
+    """The folder a file dialog of this kind (``key``) last saved into; '' when none."""
+    return str(app_settings().value(f"folders/{key}", "") or "")
+
+
+def set_last_folder(key: str, folder: str) -> None:
+    settings = app_settings()
+    settings.setValue(f"folders/{key}", folder)
+    settings.sync()
