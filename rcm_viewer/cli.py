@@ -159,6 +159,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         + (f"; the viewer builds {built} more" if built else ""),
         f"pages:       {info.pages}",
     ]
+    if info.pixel_map is not None:
+        lines.append(f"pixel map:   {info.pixel_map.describe()}")
     if info.pixel_size_um is not None:
         fov = info.field_of_view_mm
         lines.append(

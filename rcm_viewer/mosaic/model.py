@@ -47,6 +47,75 @@ PIXEL_SIZE_SOURCES = (
 )
 
 SUPPORTED_DTYPES = ("uint8", "uint16")
+#: Pixel types opened through a ``PixelMap`` (see ``pixel_map.py``): float, signed, 32/64-bit.
+MAPPED_DTYPES = (
+    "int8", "int16", "int32", "int64", "uint32", "uint64", "float16", "float32", "float64",
+)
+
+
+@dataclass(frozen=True)
+class PixelMap:
+    """How stored pixels of another type became the 8/16-bit pixels ``read_region`` returns.
+
+    ``kind`` is ``linear`` (float, signed, 32/64-bit: ``stored = round((value - low) /
+    (high - low) * 65535)``, clipped; NaN -> 0, +inf -> 65535, -inf -> 0) or ``palette``
+    (indexed colour expanded through the file's palette: gray palettes to gray, colour
+    palettes to RGB). ``low``/``high`` come from ``sampled_from``, never from decoding a
+    whole large image; values outside them are clipped.
+    """
+
+    kind: str
+    source_dtype: str
+    stored_dtype: str
+    low: float = 0.0
+    high: float = 0.0
+    sampled_from: str = ""
+    #: Palette maps: how many entries, and whether it was all gray.
+    palette_entries: int = 0
+    palette_gray: bool = False
+
+    @property
+    def integer_source(self) -> bool:
+        return self.source_dtype.startswith(("int", "uint"))
+
+    def real_value(self, stored: Any) -> Any:
+        """The file's value for a stored value (a number or a per-channel list).
+
+        Linear maps invert the formula (rounded for integer sources: exact whenever the
+        data span at most 65,535 values); palette maps have no inverse, the stored
+        (displayed) value is returned.
+        """
+        if isinstance(stored, list | tuple):
+            return [self.real_value(v) for v in stored]
+        if self.kind != "linear":
+            return stored
+        value = self.low + float(stored) * (self.high - self.low) / 65535.0
+        # one stored step is 1/65535 of the range: more digits than 6 would be noise
+        return int(round(value)) if self.integer_source else float(f"{value:.6g}")
+
+    def describe(self) -> str:
+        """One line for ``rcm-viewer info`` and tooltips."""
+        if self.kind == "palette":
+            colour = "gray" if self.palette_gray else "RGB colour"
+            bits = 8 * (2 if self.source_dtype == "uint16" else 1)
+            return (f"{bits}-bit palette of {self.palette_entries} entries, shown as {colour}")
+        return (f"{describe_dtype(self.source_dtype)} values {self.low:g} to {self.high:g} "
+                f"mapped linearly to 16-bit 0-65535 (range from {self.sampled_from})")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "source_dtype": self.source_dtype,
+            "stored_dtype": self.stored_dtype,
+            "description": self.describe(),
+        }
+        if self.kind == "linear":
+            out.update(low=self.low, high=self.high, sampled_from=self.sampled_from,
+                       formula="stored = round((value - low) / (high - low) * 65535), clipped; "
+                               "NaN -> 0")
+        else:
+            out.update(palette_entries=self.palette_entries, palette_gray=self.palette_gray)
+        return out
 
 
 @dataclass(frozen=True)
@@ -82,6 +151,8 @@ class MosaicInfo:
     file_size: int = 0
     #: Things a reader should know (ignored pixel size, extension mismatch, dropped alpha...).
     warnings: tuple[str, ...] = ()
+    #: Set when the file's pixel type is not unsigned 8/16-bit: how ``dtype`` was made.
+    pixel_map: PixelMap | None = None
 
     @property
     def level_count(self) -> int:
@@ -121,6 +192,7 @@ class MosaicInfo:
             "field_of_view_mm": list(self.field_of_view_mm) if self.field_of_view_mm else None,
             "lesion_class": self.lesion_class,
             "warnings": list(self.warnings),
+            "pixel_map": self.pixel_map.to_dict() if self.pixel_map else None,
             "metadata": self.metadata,
         }
 

@@ -40,6 +40,7 @@ from rcm_viewer.mosaic.model import (
     mosaic_error,
     one_line,
 )
+from rcm_viewer.mosaic.pixel_map import mapped_source
 from rcm_viewer.mosaic.pixel_size import (
     PixelSizeCandidate,
     choose_pixel_size,
@@ -538,6 +539,7 @@ def _open(path: Path, cache_bytes: int, budget: int) -> Mosaic:
 
         source = FlatSource(path, kind, st.st_size, budget)
     try:
+        source = mapped_source(source)  # float/signed/32-bit/palette -> 8/16-bit on read
         return _assemble(path, st, kind, source, budget)
     except BaseException:
         source.close()
@@ -606,5 +608,6 @@ def _assemble(
         format=kind,
         file_size=st.st_size,
         warnings=tuple(warnings),
+        pixel_map=getattr(source, "pixel_map", None),
     )
     return Mosaic(source, info, pending, budget)

@@ -40,6 +40,8 @@ class SourceHeader:
     #: Rows per tile/strip of the base level: building levels in bands of a multiple of it
     #: decodes each tile once.
     row_hint: int = 0
+    #: Palette (indexed colour) files: the colour table, shape (3, entries), as stored.
+    palette: np.ndarray | None = None
 
 
 class ImageSource(ABC):

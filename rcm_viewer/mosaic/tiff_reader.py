@@ -29,6 +29,7 @@ import tifffile
 from rcm_viewer.errors import MosaicError
 from rcm_viewer.mosaic.cache import SegmentCache
 from rcm_viewer.mosaic.model import (
+    MAPPED_DTYPES,
     SUPPORTED_DTYPES,
     describe_bytes,
     describe_dtype,
@@ -253,7 +254,19 @@ class TiffSource(ImageSource):
             row_hint=base.seg_h if base.direct_dtype is None else 0,
         )
         self._read_metadata(tif, s0, base_kf, header)
+        if int(base_kf.photometric) == _PALETTE:
+            header.palette = self._palette(level_pages[0][0])
         return header
+
+    def _palette(self, page: Any) -> np.ndarray:
+        """The colour table of a palette TIFF, shape (3, entries); ``pixel_map`` expands it."""
+        colormap = getattr(page, "colormap", None)
+        if colormap is None:
+            raise mosaic_error(self.path, "is a palette TIFF without its colour table")
+        table = np.asarray(colormap)
+        if table.ndim != 2 or table.shape[0] != 3:
+            raise mosaic_error(self.path, "has a damaged colour table")
+        return table
 
     def _check_pixel_type(self, kf: Any) -> None:
         if kf.imagedepth > 1:
@@ -264,23 +277,27 @@ class TiffSource(ImageSource):
             raise mosaic_error(
                 self.path,
                 f"has an unsupported pixel type ({kf.bitspersample}-bit, sample format "
-                f"{int(kf.sampleformat)}); only unsigned 8- and 16-bit images can be opened",
+                f"{int(kf.sampleformat)}); 1-bit, complex and packed pixel types cannot be "
+                "opened",
             )
         name = np.dtype(kf.dtype).name
-        if name not in SUPPORTED_DTYPES:
+        if name not in SUPPORTED_DTYPES and name not in MAPPED_DTYPES:
             raise mosaic_error(
                 self.path,
                 f"has an unsupported pixel type: {describe_dtype(name)}; "
-                "only unsigned 8- and 16-bit images can be opened",
+                "1-bit and complex images cannot be opened",
             )
         photometric = int(kf.photometric)
-        if photometric == _PALETTE:
-            raise mosaic_error(self.path, "uses a colour palette, which is not supported")
+        if photometric == _PALETTE and (name not in SUPPORTED_DTYPES or kf.samplesperpixel != 1):
+            raise mosaic_error(
+                self.path, f"uses a colour palette with {describe_dtype(name)} indices, "
+                "which is not supported"
+            )
         if photometric == _YCBCR and int(kf.compression) not in _JPEG_COMPRESSIONS:
             raise mosaic_error(
                 self.path, "stores YCbCr colour without JPEG, which is not supported"
             )
-        if photometric not in (_MINISWHITE, _MINISBLACK, _RGB, _YCBCR):
+        if photometric not in (_MINISWHITE, _MINISBLACK, _RGB, _YCBCR, _PALETTE):
             name = getattr(kf.photometric, "name", str(photometric))
             raise mosaic_error(self.path, f"uses the {name} colour model, which is not supported")
         compression = int(kf.compression)
@@ -396,7 +413,11 @@ class TiffSource(ImageSource):
         if compression in _JPEG_COMPRESSIONS:
             decode_kwargs["jpegtables"] = getattr(page, "jpegtables", None) or kf.jpegtables
             decode_kwargs["jpegheader"] = kf.jpegheader
-        invert_max = (1 << bits) - 1 if int(kf.photometric) == _MINISWHITE and bits else None
+        invert_max = (
+            (1 << bits) - 1
+            if int(kf.photometric) == _MINISWHITE and bits and np.dtype(kf.dtype).kind == "u"
+            else None
+        )
         direct_dtype = None
         if direct and seg_h * seg_w * contig * itemsize > _DIRECT_STRIP_BYTES:
             direct_dtype = np.dtype(kf.parent.byteorder + np.dtype(kf.dtype).char)

@@ -25,6 +25,7 @@ class ContrastPanel(QWidget):
         super().__init__(parent)
         self._max_value = 255.0
         self._auto_range = (0.0, 255.0)
+        self._value_map = None  # MosaicInfo.pixel_map of a float/signed/32-bit file
         self._updating = False
         self.plot = pg.PlotWidget(background=(20, 20, 20))
         self.plot.setMinimumHeight(110)
@@ -98,6 +99,19 @@ class ContrastPanel(QWidget):
         self._updating = False
         self._emit()
 
+    def set_value_map(self, pixel_map) -> None:
+        """Label black/white points in the file's own values (``MosaicInfo.pixel_map``).
+
+        The black/white points stay in the 16-bit values the tiles hold; only the labels
+        and their tooltip translate them. None: label the stored values.
+        """
+        self._value_map = pixel_map
+        self.plot.setToolTip(
+            "Histogram of the mosaic. Drag the shaded band or its edges to set the black and "
+            "white points." + (f"\nPixel map: {pixel_map.describe()}" if pixel_map else "")
+        )
+        self._refresh_labels()
+
     def settings(self) -> DisplaySettings:
         black, white = self.region.getRegion()
         return DisplaySettings(float(black), float(max(white, black + 1)),
@@ -114,8 +128,13 @@ class ContrastPanel(QWidget):
 
     def _refresh_labels(self) -> None:
         s = self.settings()
-        self.black_label.setText(f"black {s.black:.0f}")
-        self.white_label.setText(f"white {s.white:.0f}")
+        if self._value_map is not None:
+            black, white = self._value_map.real_value(s.black), self._value_map.real_value(s.white)
+            self.black_label.setText(f"black {black:g}")
+            self.white_label.setText(f"white {white:g}")
+        else:
+            self.black_label.setText(f"black {s.black:.0f}")
+            self.white_label.setText(f"white {s.white:.0f}")
         self.gamma_label.setText(f"gamma {s.gamma:.2f}")
 
     def _emit(self, *_args) -> None:

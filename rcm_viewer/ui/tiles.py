@@ -215,7 +215,10 @@ class TileCache(QObject):
             self._pool.start(_TileJob(self, generation, key), max(0, 1000 - priority))
 
     def raw_value(self, level: int, x: float, y: float):
-        """Stored value at level-0 pixel (x, y) from an already loaded tile, else None.
+        """Value at level-0 pixel (x, y) from an already loaded tile, else None.
+
+        For a mapped pixel type (``MosaicInfo.pixel_map``) the file's value, not the
+        16-bit one the tile holds.
 
         The status bar reads values from memory only: a lookup must never decode.
         """
@@ -231,7 +234,9 @@ class TileCache(QObject):
         if ty >= raw.shape[0] or tx >= raw.shape[1]:
             return None
         value = raw[ty, tx]
-        return value.tolist() if hasattr(value, "tolist") else value
+        value = value.tolist() if hasattr(value, "tolist") else value
+        pixel_map = mosaic.info.pixel_map  # float/signed/32-bit files: the file's own value
+        return pixel_map.real_value(value) if pixel_map is not None else value
 
     def wait_idle(self, msecs: int = 30000) -> bool:
         return self._pool.waitForDone(msecs)
