@@ -106,6 +106,12 @@ class ContrastPanel(QWidget):
         and their tooltip translate them. None: label the stored values.
         """
         self._value_map = pixel_map
+        axis = self.plot.getAxis("bottom")
+        if pixel_map is not None and pixel_map.kind == "linear":
+            ticks = [(v, f"{pixel_map.real_value(v):.3g}") for v in (0, 16384, 32768, 49152, 65535)]
+            axis.setTicks([ticks])
+        else:
+            axis.setTicks(None)
         self.plot.setToolTip(
             "Histogram of the mosaic. Drag the shaded band or its edges to set the black and "
             "white points." + (f"\nPixel map: {pixel_map.describe()}" if pixel_map else "")
@@ -130,8 +136,8 @@ class ContrastPanel(QWidget):
         s = self.settings()
         if self._value_map is not None:
             black, white = self._value_map.real_value(s.black), self._value_map.real_value(s.white)
-            self.black_label.setText(f"black {black:g}")
-            self.white_label.setText(f"white {white:g}")
+            self.black_label.setText(f"black {black:.4g}")
+            self.white_label.setText(f"white {white:.4g}")
         else:
             self.black_label.setText(f"black {s.black:.0f}")
             self.white_label.setText(f"white {s.white:.0f}")
