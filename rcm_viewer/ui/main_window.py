@@ -358,9 +358,14 @@ class MainWindow(QMainWindow):
             self.case_list = CaseListDialog(self.store, self)
             self.case_list.caseOpenRequested.connect(self.open_case)
             self.case_list.errorOccurred.connect(lambda m: self.show_error("Cases", m))
+            self.case_list.histologyChanged.connect(self._on_histology_changed)
         self.case_list.refresh()
         self.case_list.show()
         self.case_list.raise_()
+
+    def _on_histology_changed(self, case_id: str) -> None:
+        if case_id == self.session.case_id:
+            self.session.refresh_case()
 
     def open_case(self, case_id: str, mosaic_path: str) -> None:
         """Open a stored case (case list, batch worklist): its mosaic brings the case back."""

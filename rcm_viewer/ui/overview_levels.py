@@ -85,6 +85,7 @@ class OverviewLevels(QObject):
     def show_mosaic(self, mosaic: Mosaic, overview: Overview | None) -> None:
         """A mosaic was opened with its overview (or None: levels to be built)."""
         info = mosaic.info
+        self.contrast.set_value_map(info.pixel_map)  # labels in the file's own values
         if overview is not None:
             self.apply(*overview)
         else:

@@ -28,7 +28,7 @@ class WindowStatus(QObject):
         self.position_label = QLabel("")
         self.position_label.setToolTip("Cursor position in µm (and full-resolution pixels)")
         self.value_label = QLabel("")
-        self.value_label.setToolTip("Stored pixel value under the cursor")
+        self.value_label.setToolTip("Pixel value under the cursor (the file's own value)")
         self.zoom_label = QLabel("")
         self.zoom_label.setToolTip(
             "Zoom (100 % = one screen pixel per stored pixel) and the resolution level being shown"
