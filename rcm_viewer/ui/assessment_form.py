@@ -848,6 +848,9 @@ class AssessmentForm(QWidget):
     # ------------------------------------------------------------------ showing a case
 
     def _show_case(self, case: CaseRecord) -> None:
+        if self._case is None or self._case.case_id != case.case_id:
+            # a new case starts at the top (case id, pseudonym), not where the last one was
+            self.scroll.verticalScrollBar().setValue(0)
         self._case = case
         self._stage = case.editable_stage
         shown: Assessment = (
@@ -958,7 +961,8 @@ class AssessmentForm(QWidget):
             else:
                 verdict = f"below threshold {score.threshold}"
             headline = f"<b>{score.total} / {score.max_possible}</b> \u00b7 {verdict}"
-        label.setText(f"{headline}<br><small>{_escape(score.interpretation)}</small>")
+        # the explanation at the body's own size: <small> was too small to read (issue 17)
+        label.setText(f"{headline}<br>{_escape(score.interpretation)}")
         highlighted = bool(score.threshold_met)
         label.setProperty("thresholdMet", highlighted)
         label.setAutoFillBackground(highlighted)

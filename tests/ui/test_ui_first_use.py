@@ -83,3 +83,13 @@ def test_right_click_menu_exports_the_view(make_window, tmp_path, qtbot) -> None
     assert target is not None
     with Image.open(target) as image:
         assert image.size == (window.view.viewport().width(), window.view.viewport().height())
+
+
+def test_a_new_case_opens_with_the_form_at_the_top(make_window) -> None:
+    window = make_window(size=(1366, 768))
+    _open(window, demo_mosaic("bcc"))
+    bar = window.form.scroll.verticalScrollBar()
+    bar.setValue(bar.maximum())  # the reader worked at the bottom of the form
+    assert bar.value() > 0
+    _open(window, demo_mosaic("naevus"))
+    assert bar.value() == 0
