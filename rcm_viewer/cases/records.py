@@ -553,6 +553,8 @@ class CaseSummary:
     initial_committed: bool
     ai_result_stored: bool
     mosaic_path: str | None
+    #: anything recorded in the case (see ``CaseStore.search``); False: only looked at
+    touched: bool = True
 
 
 @dataclass(frozen=True)

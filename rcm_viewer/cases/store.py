@@ -744,8 +744,14 @@ class CaseStore:
         date_to: date | datetime | None = None,
         *,
         limit: int = 1000,
+        include_untouched: bool = True,
     ) -> list[CaseSummary]:
         """Find cases, most recently edited first.
+
+        A case is *touched* once the reader recorded anything in it (an answer, a
+        diagnosis, notes, a pseudonym or lesion site, an annotation, a histology) or an AI
+        result was stored; ``include_untouched=False`` leaves out mosaics that were only
+        looked at (opening a file starts its case, so demos would fill the list).
 
         ``text`` matches part of the case id or patient pseudonym (any case);
         ``diagnosis`` matches the initial, revised or histology diagnosis;
@@ -773,12 +779,23 @@ class CaseStore:
             else:
                 clauses.append("c.created_at < ?")
             params.append(_moment(date_to, end=True))
+        touched = (
+            "(i.diagnosis IS NOT NULL OR i.notes != '' OR i.committed_at IS NOT NULL "
+            "OR r.case_id IS NOT NULL OR c.patient_pseudonym != '' "
+            "OR COALESCE(c.lesion_site, '') != '' "
+            "OR c.histology_diagnosis IS NOT NULL OR a.case_id IS NOT NULL "
+            "OR EXISTS (SELECT 1 FROM answers x WHERE x.case_id = c.case_id) "
+            "OR EXISTS (SELECT 1 FROM rois o WHERE o.case_id = c.case_id))"
+        )
+        if not include_untouched:
+            clauses.append(touched)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         query = (
             "SELECT c.case_id, c.patient_pseudonym, c.lesion_site, c.reader_mode, "
             "c.created_at, c.updated_at, c.histology_diagnosis, c.mosaic_path, "
             "i.diagnosis AS initial_diagnosis, i.committed_at, "
-            "r.diagnosis AS revised_diagnosis, a.case_id IS NOT NULL AS ai_stored "
+            f"r.diagnosis AS revised_diagnosis, a.case_id IS NOT NULL AS ai_stored, "
+            f"{touched} AS touched "
             "FROM cases c "
             "JOIN assessments i ON i.case_id = c.case_id AND i.stage = 'initial' "
             "LEFT JOIN assessments r ON r.case_id = c.case_id AND r.stage = 'revised' "
@@ -802,6 +819,7 @@ class CaseStore:
                 initial_committed=row["committed_at"] is not None,
                 ai_result_stored=bool(row["ai_stored"]),
                 mosaic_path=row["mosaic_path"],
+                touched=bool(row["touched"]),
             )
             for row in rows
         ]

@@ -158,6 +158,12 @@ class CaseListDialog(QDialog):
             check.toggled.connect(lambda _on: self.refresh())
             edit.dateChanged.connect(lambda _d: self.refresh())
 
+        self.untouched_check = QCheckBox("Show untouched", self)
+        self.untouched_check.setToolTip(
+            "Also list mosaics that were only looked at: nothing recorded, no AI result."
+        )
+        self.untouched_check.toggled.connect(lambda _on: self.refresh())
+
         filters = QHBoxLayout()
         filters.addWidget(self.search_edit, 2)
         filters.addWidget(self.diagnosis_combo, 1)
@@ -165,6 +171,7 @@ class CaseListDialog(QDialog):
         filters.addWidget(self.from_date)
         filters.addWidget(self.to_check)
         filters.addWidget(self.to_date)
+        filters.addWidget(self.untouched_check)
 
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
@@ -256,6 +263,7 @@ class CaseListDialog(QDialog):
                 self.diagnosis_combo.currentData(),
                 self._date(self.from_check, self.from_date),
                 self._date(self.to_check, self.to_date),
+                include_untouched=self.untouched_check.isChecked(),
             )
         except RcmError as exc:
             self._report(str(exc))
