@@ -63,7 +63,5 @@ def random_bundle(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
 
 
 @pytest.fixture(scope="session")
-def trained_bundle(tmp_path_factory: pytest.TempPathFactory, sources: dict[str, np.ndarray]) -> (
-    ModelBundle
-):
-    return kit.train_tiny_bundle(tmp_path_factory.mktemp("bundles") / "trained", sources)
+def trained_bundle(tiny_trained_bundle: ModelBundle) -> ModelBundle:
+    return tiny_trained_bundle  # trained once per run (tests/conftest.py)

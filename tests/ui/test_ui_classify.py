@@ -6,7 +6,6 @@ kit), never random weights presented as a result.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -19,11 +18,10 @@ from rcm_viewer.ui.main_window import MainWindow
 
 
 @pytest.fixture(scope="module")
-def trained_model(tmp_path_factory):
-    os.environ["RCM_VIEWER_TORCH_THREADS"] = "1"
+def trained_model(tmp_path_factory, tiny_trained_bundle):
     sources = kit.render_sources()
     root = tmp_path_factory.mktemp("classify-ui")
-    bundle = kit.train_tiny_bundle(root / "model", sources)
+    bundle = tiny_trained_bundle
     mosaic = kit.write_tiff(root / "composite.tif", kit.composite(sources), pyramid=True)
     other = kit.write_tiff(root / "naevus.tif", sources["naevus"], pyramid=True)
     return bundle, mosaic, other
