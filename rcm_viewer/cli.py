@@ -262,6 +262,73 @@ def _cmd_gui(args: argparse.Namespace) -> int:
     return run_app(paths)
 
 
+# --------------------------------------------------------------------------- report
+
+
+def _add_report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write the PDF report (and JSON data) of a stored case",
+        description=(
+            "Write the report of one case from the case store: header, mosaic overview with "
+            "the region annotations and a scale bar, the heatmap, close-ups of each "
+            "annotation, the AI result (only once the unaided assessment is committed, in "
+            "reader-first mode), both assessments with their checklist scores. CASE is a "
+            "case id or a mosaic file (found by its content, even if it was moved)."
+        ),
+    )
+    p.add_argument("case", metavar="CASE_ID_OR_MOSAIC", help="case id, or the mosaic file")
+    p.add_argument("--out", type=Path, required=True, metavar="REPORT.pdf",
+                   help="PDF file to write (replaced atomically)")
+    p.add_argument("--json", type=Path, default=None, metavar="REPORT.json",
+                   help="also write the report's content as JSON (with a schema_version)")
+    p.add_argument("--anonymise", "--anonymize", action="store_true",
+                   help="leave out the patient pseudonym, the mosaic file name and all dates")
+    p.add_argument("--no-heatmap", action="store_true", help="leave out the heatmap image")
+    p.add_argument("--paper", choices=("a4", "letter"), default="a4", help="paper size")
+    p.add_argument("--institution", default="", metavar="TEXT",
+                   help="institution line at the top (the window uses its setting)")
+    p.add_argument("--db", type=Path, default=None, metavar="FILE",
+                   help="case store file (default: the user's case store)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from rcm_viewer.cases import CaseStore, file_sha256
+    from rcm_viewer.errors import ReportError
+    from rcm_viewer.reports.export import export_report
+    from rcm_viewer.reports.model import ReportOptions
+
+    if args.out.suffix.lower() != ".pdf":
+        raise ReportError(f"{args.out.name}: --out must end in .pdf")
+    if args.json is not None and args.json.suffix.lower() != ".json":
+        raise ReportError(f"{args.json.name}: --json must end in .json")
+    options = ReportOptions(institution=args.institution, anonymise=args.anonymise,
+                            heatmap=not args.no_heatmap, paper=args.paper)
+    given = Path(args.case).expanduser()
+    with CaseStore(args.db) as store:
+        mosaic_path = None
+        if given.is_file():
+            cases = store.find_by_mosaic_sha256(file_sha256(given))
+            if not cases:
+                raise ReportError(f"{given.name}: no case in the case store was made from "
+                                  "this mosaic (open it in the viewer first)")
+            case_id = max(cases, key=lambda c: c.updated_at).case_id
+            mosaic_path = given.resolve()
+        elif "/" in args.case or given.suffix:
+            raise ReportError(f"{args.case}: no such mosaic file")
+        else:
+            case_id = args.case
+        report = export_report(store, case_id, args.out, args.json, options,
+                               mosaic_path=mosaic_path)
+    if report is None:  # pragma: no cover - the command line never cancels
+        return EXIT_BAD_INPUT
+    if report.image_note:
+        print(f"rcm-viewer: note: {report.image_note}", file=sys.stderr)
+    print(f"wrote {args.out}" + (f" and {args.json}" if args.json else ""))
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- main
 
 from rcm_viewer.training.commands import add_evaluate_parser, add_train_parser  # noqa: E402
@@ -271,6 +338,7 @@ _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_synth_parser,
     _add_info_parser,
     _add_classify_parser,
+    _add_report_parser,
     add_train_parser,
     add_evaluate_parser,
 ]

@@ -50,3 +50,7 @@ class ModelBundleError(InferenceError):
     The message is one line that names the file, e.g.
     ``"weights.pt in models/rcm-resnet34 does not match its checksum: the file was changed"``.
     """
+
+
+class ReportError(RcmError):
+    """A report cannot be made or written (no such case, unwritable output path...)."""

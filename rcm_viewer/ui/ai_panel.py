@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rcm_viewer.intended_use import DEMONSTRATION_BANNER
+from rcm_viewer.reports.display import COLORMAPS, colormap_lut
+from rcm_viewer.reports.images import heatmap_image
+from rcm_viewer.reports.model import SYNTHETIC_BANNER
 from rcm_viewer.session import AIView
 
-SYNTHETIC_BANNER = DEMONSTRATION_BANNER
-COLORMAPS = {"Inferno": "inferno", "Viridis": "viridis", "Plasma": "plasma", "Turbo": "turbo"}
 #: pytorch-grad-cam methods offered for the visible region (ids of inference.CAM_METHODS;
 #: listed here so the panel needs no torch). Slow ones say so.
 REGION_METHODS = [
@@ -44,25 +44,6 @@ REGION_METHODS = [
 
 
 ResultView = AIView  # the panel shows the canonical view of a result
-
-
-def colormap_lut(name: str) -> np.ndarray:
-    """(256, 4) uint8 RGBA lookup table; transparent at 0 so tissue shows through."""
-    cmap = pg.colormap.get(COLORMAPS.get(name, name))
-    rgba = cmap.getLookupTable(0.0, 1.0, 256, alpha=True).astype(np.float32)
-    alpha = np.clip(np.linspace(0.0, 1.0, 256) * 1.6, 0.0, 1.0) * 255
-    rgba[:, 3] = alpha
-    return rgba.astype(np.uint8)
-
-
-def heatmap_image(plane: np.ndarray, colormap: str, threshold: float = 0.0) -> QImage:
-    values = np.clip(plane, 0.0, 1.0)
-    if threshold > 0:
-        values = np.where(values >= threshold, values, 0.0)
-    index = np.round(values * 255).astype(np.uint8)
-    rgba = np.ascontiguousarray(colormap_lut(colormap)[index])
-    h, w, _ = rgba.shape
-    return QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
 
 
 class ColorLegend(QWidget):

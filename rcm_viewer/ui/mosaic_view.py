@@ -34,6 +34,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView, QWidget
 
 from rcm_viewer.mosaic import Mosaic
+from rcm_viewer.reports.display import format_length, nice_scale_bar
 from rcm_viewer.ui.tiles import TILE_PX, TileCache
 
 MAX_ZOOM = 16.0  # screen pixels per full-resolution pixel
@@ -61,26 +62,6 @@ TILE_REPAINT_IN_MOTION_S = 0.05
 #: the overview, opening a file) is drawn filtered straight away.
 MOTION_FRAME_S = 0.1
 MOTION_STREAK = 3
-NICE_LENGTHS_UM = [n * 10**k for k in range(-1, 6) for n in (1, 2, 5)]
-
-
-def nice_scale_bar(pixel_um: float, zoom: float, target_px: float = 120.0) -> tuple[float, float]:
-    """(length in µm, length in screen px) of a round-numbered scale bar near ``target_px``."""
-    um_per_screen_px = pixel_um / zoom
-    best = NICE_LENGTHS_UM[0]
-    for length in NICE_LENGTHS_UM:
-        if length / um_per_screen_px <= target_px * 1.5:
-            best = length
-    return best, best / um_per_screen_px
-
-
-def format_length(um: float) -> str:
-    if um >= 1000:
-        mm = um / 1000
-        return f"{mm:g} mm"
-    return f"{um:g} µm"
-
-
 def _native(image: QImage) -> QImage:
     """The image in the format the raster paint engine blits without converting."""
     if image.format() in (QImage.Format.Format_RGB32,

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -23,6 +22,8 @@ from PySide6.QtGui import QImage
 from rcm_viewer.errors import RcmError
 from rcm_viewer.mosaic import Mosaic
 from rcm_viewer.mosaic.cache import SegmentCache
+from rcm_viewer.reports.display import DisplaySettings
+from rcm_viewer.reports.images import to_qimage
 
 log = logging.getLogger(__name__)
 
@@ -43,43 +44,6 @@ def default_tile_threads() -> int:
     37-38 ms with 1 or 2 (benchmarks/RESULTS.md).
     """
     return max(1, min(3, (os.cpu_count() or 2) - 1))
-
-
-@dataclass(frozen=True)
-class DisplaySettings:
-    """How stored values map to screen grey levels."""
-
-    black: float
-    white: float
-    gamma: float = 1.0
-    invert: bool = False
-
-    def lut(self, dtype: np.dtype) -> np.ndarray:
-        size = 65536 if np.dtype(dtype).itemsize == 2 else 256
-        values = np.arange(size, dtype=np.float32)
-        span = max(self.white - self.black, 1e-6)
-        norm = np.clip((values - self.black) / span, 0.0, 1.0)
-        if self.gamma != 1.0:
-            norm = norm ** (1.0 / self.gamma)
-        if self.invert:
-            norm = 1.0 - norm
-        return np.round(norm * 255.0).astype(np.uint8)
-
-
-def to_qimage(pixels: np.ndarray, lut: np.ndarray) -> QImage:
-    """8-bit QImage (owning its memory) from raw grayscale or RGB(A) pixels."""
-    if pixels.dtype.itemsize > 2:
-        pixels = np.clip(pixels, 0, 65535).astype(np.uint16)
-    display = lut[pixels]
-    if display.ndim == 2:
-        display = np.ascontiguousarray(display)
-        h, w = display.shape
-        image = QImage(display.data, w, h, w, QImage.Format.Format_Grayscale8)
-    else:
-        display = np.ascontiguousarray(display[:, :, :3])
-        h, w, _ = display.shape
-        image = QImage(display.data, w, h, 3 * w, QImage.Format.Format_RGB888)
-    return image.copy()
 
 
 class _Signals(QObject):
