@@ -570,12 +570,15 @@ def _ai_section(record: CaseRecord) -> tuple[AISection, AIView | None]:
 # --------------------------------------------------------------------------- images
 
 
-def _scale_bar(pixel_um: float | None, image_w: int, level0_per_px: float) -> tuple[
+def _scale_bar(pixel_um: float | None, shape: tuple[int, ...], level0_per_px: float) -> tuple[
     float | None, float | None
 ]:
+    """A bar near a fifth of the long side (as the window's ~120 px), at most 60 % of the width."""
     if not pixel_um:
         return None, None
-    return nice_scale_bar(pixel_um, 1.0 / level0_per_px, target_px=max(40.0, image_w * 0.18))
+    h, w = shape[:2]
+    target = min(0.6 * w, max(40.0, 0.18 * max(w, h))) / 1.5
+    return nice_scale_bar(pixel_um, 1.0 / level0_per_px, target_px=target)
 
 
 def _images(
@@ -600,7 +603,7 @@ def _images(
     pixels = display_pixels(raw, lut)
     ds = float(mosaic.info.levels[level].downsample)
     outlines = _outlines(entries, geometries, (0.0, 0.0), ds)
-    bar_um, bar_px = _scale_bar(pixel_um, pixels.shape[1], ds)
+    bar_um, bar_px = _scale_bar(pixel_um, pixels.shape, ds)
     if not pixel_um:
         notes.append("Pixel size unknown: no scale bar, sizes in pixels.")
     images = [ReportImage("overview", "Mosaic overview with the region annotations", pixels, ds,
@@ -648,7 +651,7 @@ def _images(
         scale = lds * step
         crop = display_pixels(region, lut)
         crop_outlines = _outlines([entry], [parts], (lx0 * lds, ly0 * lds), scale)
-        bar_um_c, bar_px_c = _scale_bar(pixel_um, crop.shape[1], scale)
+        bar_um_c, bar_px_c = _scale_bar(pixel_um, crop.shape, scale)
         resolution = "full resolution" if scale <= 1.0 else f"1:{scale:g} of full resolution"
         closeups.append(ReportImage(
             f"closeup_{index + 1}", f"{index + 1}. {entry.label} ({resolution})", crop, scale,

@@ -13,6 +13,7 @@ with smooth scaling, annotation outlines, the scale bar in a dark rounded box.
 from __future__ import annotations
 
 import html
+import math
 import os
 from collections.abc import Callable
 
@@ -45,6 +46,7 @@ CLOSEUP_CSS_PX = 200
 #: Composed images are embedded at most this many pixels a side (about 300 dpi at the size
 #: they are printed), so a 16k mosaic's report stays a few MB.
 EMBED_MAX_PX = 1200
+MIN_COMPOSE_PX = 480
 _app: QGuiApplication | None = None
 
 
@@ -66,15 +68,23 @@ def ensure_gui_app() -> QGuiApplication:
 def compose_image(image: ReportImage) -> QImage:
     """The picture as the window would show it: pixels, heatmap, outlines, scale bar."""
     base = array_to_qimage(image.pixels).convertToFormat(QImage.Format.Format_RGB32)
+    # a small close-up is enlarged (pixels kept sharp) so outlines and labels are drawn at
+    # the same size on paper as on a large one
+    k = max(1, math.ceil(MIN_COMPOSE_PX / max(base.width(), base.height(), 1)))
+    if k > 1:
+        base = base.scaled(base.width() * k, base.height() * k,
+                           Qt.AspectRatioMode.IgnoreAspectRatio,
+                           Qt.TransformationMode.FastTransformation)
     w, h = base.width(), base.height()
     painter = QPainter(base)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    painter.scale(k, k)
     if image.overlay is not None:
         painter.setOpacity(image.overlay_opacity)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         painter.drawImage(QRectF(*image.overlay_rect), array_to_qimage(image.overlay))
         painter.setOpacity(1.0)
-    line = max(1.5, max(w, h) / 300)
+    line = max(1.5, max(w, h) / 220) / k
     for outline in image.outlines:
         color = QColor(*outline.color)
         painter.setPen(QPen(color, line))
@@ -85,15 +95,16 @@ def compose_image(image: ReportImage) -> QImage:
         elif outline.kind == "line":
             painter.drawPolyline(QPolygonF(points))
         else:
-            radius = max(3.0, max(w, h) / 120)
+            radius = max(3.0, max(w, h) / 45) / k
             for p in points:
                 painter.drawEllipse(p, radius, radius)
                 painter.drawLine(QPointF(p.x() - 2 * radius, p.y()),
                                  QPointF(p.x() - radius, p.y()))
                 painter.drawLine(QPointF(p.x() + radius, p.y()),
                                  QPointF(p.x() + 2 * radius, p.y()))
+    painter.resetTransform()
     if image.scale_bar_um is not None and image.scale_bar_px is not None:
-        _scale_bar(painter, w, h, image.scale_bar_um, image.scale_bar_px)
+        _scale_bar(painter, w, h, image.scale_bar_um, image.scale_bar_px * k)
     painter.end()
     if max(w, h) > EMBED_MAX_PX:
         base = base.scaled(EMBED_MAX_PX, EMBED_MAX_PX, Qt.AspectRatioMode.KeepAspectRatio,
@@ -103,11 +114,13 @@ def compose_image(image: ReportImage) -> QImage:
 
 def _scale_bar(painter: QPainter, w: int, h: int, length_um: float, length_px: float) -> None:
     font = QFont()
-    font.setPixelSize(max(9, int(min(w, h) / 28)))
+    # relative to the long side: each image is printed at a width set by its long side, so
+    # the label comes out the same size on paper in a wide strip and in a square
+    font.setPixelSize(max(8, int(max(w, h) / 26)))
     font.setBold(True)
     painter.setFont(font)
     metrics = painter.fontMetrics()
-    margin = max(6.0, w / 60)
+    margin = max(6.0, max(w, h) / 60)
     x1 = w - margin
     x0 = x1 - length_px
     y = h - margin - 2
@@ -116,7 +129,7 @@ def _scale_bar(painter: QPainter, w: int, h: int, length_um: float, length_px: f
     painter.setPen(Qt.PenStyle.NoPen)
     painter.setBrush(QColor(0, 0, 0, 150))
     painter.drawRoundedRect(box, 4, 4)
-    painter.setPen(QPen(QColor(255, 255, 255), max(2.0, h / 150), Qt.PenStyle.SolidLine,
+    painter.setPen(QPen(QColor(255, 255, 255), max(2.0, max(w, h) / 200), Qt.PenStyle.SolidLine,
                         Qt.PenCapStyle.FlatCap))
     painter.drawLine(QPointF(x0, y), QPointF(x1, y))
     painter.setPen(QColor(255, 255, 255))

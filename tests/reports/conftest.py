@@ -13,3 +13,11 @@ def case(tmp_path: Path):
     fixture = make_case(tmp_path / "case")
     yield fixture
     fixture.store.close()
+
+
+@pytest.fixture(autouse=True)
+def _one_application_for_the_session(qapp):
+    """pytest-qt's QApplication, made before any report: the renderer would otherwise make a
+    QGuiApplication, and the widget tests that run later in the same process could not make
+    their QApplication (Qt allows one application object per process)."""
+    return qapp
