@@ -1,6 +1,7 @@
 """Real cases for report tests: a small synthetic TIFF, a real SQLite store, an AI result.
 
-A module of its own (not conftest.py): test modules import it by a name no other folder uses.
+A module of its own (not conftest.py), at tests/ like rcm_test_helpers: tests/reports and
+tests/ui import it by a name no other folder uses.
 """
 
 from __future__ import annotations
