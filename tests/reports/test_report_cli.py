@@ -71,3 +71,29 @@ def test_cli_bad_input_is_one_line_and_exit_2(case, tmp_path: Path) -> None:
         assert len(lines) == 1 and expected in lines[0], (args, result.stderr)
         assert lines[0].startswith("rcm-viewer: error:")
     assert not list(tmp_path.glob("a.*"))
+
+
+def test_reports_never_load_widgets_and_the_data_part_no_qt(case, tmp_path: Path) -> None:
+    """A fresh interpreter without a display: the model is Qt-free, rendering uses QtGui only."""
+    import subprocess
+    import sys
+
+    case.store.close()
+    code = (
+        "import sys\n"
+        "import rcm_viewer.reports.display, rcm_viewer.reports.model, rcm_viewer.reports.export\n"
+        "assert not [m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph', 'torch'))]\n"
+        "from rcm_viewer.cases import CaseStore\n"
+        "from rcm_viewer.reports.export import export_report\n"
+        f"store = CaseStore({str(case.store.path)!r})\n"
+        f"export_report(store, {case.case_id!r}, {str(tmp_path / 'r.pdf')!r})\n"
+        "bad = [m for m in sys.modules if m.startswith(('PySide6.QtWidgets', 'pyqtgraph'))]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF")
