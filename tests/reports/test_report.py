@@ -185,3 +185,32 @@ def test_cancel_writes_nothing(case, tmp_path: Path) -> None:
     pdf = tmp_path / "r.pdf"
     assert export_report(case.store, case.case_id, pdf, cancel=lambda: True) is None
     assert not pdf.exists()
+
+
+def test_a_bare_case_and_qupath_style_annotations(tmp_path: Path) -> None:
+    """No AI, no pixel size, no answers; a MultiPolygon with QuPath's packed colour."""
+    from rcm_viewer.cases import CaseStore
+
+    with CaseStore(tmp_path / "cases.sqlite") as store:
+        case = store.create_case("", user="r", reader_mode="ai_visible")
+        store.add_roi(case.case_id, {
+            "type": "Feature",
+            "geometry": {"type": "MultiPolygon", "coordinates": [
+                [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]],
+                [[[20, 20], [30, 20], [30, 30], [20, 30], [20, 20]]]]},
+            "properties": {"objectType": "annotation",
+                           "classification": {"name": "Tumor", "colorRGB": -3670016},
+                           "color": -3670016}}, "r")
+        store.add_roi(case.case_id, {"type": "Feature", "properties": None,
+                                     "geometry": {"type": "Point", "coordinates": [5, 5]}}, "r")
+        pdf, sidecar = tmp_path / "r.pdf", tmp_path / "r.json"
+        report = export_report(store, case.case_id, pdf, sidecar)
+    assert report is not None
+    text, reader = _text(pdf)
+    assert "No mosaic file is recorded" in text and "No AI result is stored" in text
+    assert "Tumor" in text and "unlabelled" in text
+    assert unicodedata.normalize("NFKC", "area 200 px²") in text
+    data = json.loads(sidecar.read_text(encoding="utf-8"))
+    assert data["annotations"][0]["color"] == [200, 0, 0]
+    assert data["checklists"] == [] and data["revised_assessment"] is None
+    assert len(reader.pages) == 1
