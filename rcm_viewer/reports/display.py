@@ -132,13 +132,17 @@ def overview_level(mosaic: Mosaic, max_px: int = OVERVIEW_MAX_PX) -> int | None:
     return None
 
 
-def load_overview(mosaic: Mosaic) -> tuple[int, np.ndarray, tuple[float, float]] | None:
-    """(level, pixels, display range) of the overview, or None while levels are not built."""
+def load_overview(
+    mosaic: Mosaic, page: int = 0
+) -> tuple[int, np.ndarray, tuple[float, float]] | None:
+    """(level, pixels, display range) of the overview, or None while levels are not built.
+
+    The window (in a worker) and the report both read it here, so they show the same."""
     level = overview_level(mosaic)
     if level is None:
         return None
     info = mosaic.info.levels[level]
-    pixels = mosaic.read_region(level, 0, 0, info.width, info.height)
+    pixels = mosaic.read_region(level, 0, 0, info.width, info.height, page=page)
     return level, pixels, mosaic.display_range()
 
 

@@ -37,6 +37,7 @@ from rcm_viewer.cases import (
     utc_now,
 )
 from rcm_viewer.errors import RcmError
+from rcm_viewer.intended_use import DEMONSTRATION_BANNER, INTENDED_USE
 from rcm_viewer.reports.display import (
     DisplaySettings,
     display_pixels,
@@ -49,14 +50,7 @@ from rcm_viewer.session import AIView, view_from_stored
 
 log = logging.getLogger(__name__)
 
-SYNTHETIC_BANNER = "Demonstration model: trained on synthetic images, not for diagnosis"
-INTENDED_USE = (
-    "rcm-viewer is a reader-assist tool for reflectance confocal microscopy. It is not a "
-    "diagnostic device. Any classifier output is to be used together with other clinical "
-    "information and the clinician's professional judgement; the clinician reviews the full "
-    "images. The bundled demonstration model is trained on synthetic images only and is not "
-    "for diagnosis."
-)
+SYNTHETIC_BANNER = DEMONSTRATION_BANNER
 #: Close-ups are read at full resolution up to this many pixels a side, else downsampled.
 CLOSEUP_MAX_PX = 768
 #: A point annotation's close-up is this many full-resolution pixels a side.

@@ -716,9 +716,17 @@ class AssessmentForm(QWidget):
         self._show_case(case)
         return case
 
+    def _scroll_to_top(self) -> None:
+        """A new case starts at the top (case id, pseudonym), not where the last one was;
+        again after the layout settles, which can move the bar once more."""
+        bar = self.scroll.verticalScrollBar()
+        bar.setValue(0)
+        QTimer.singleShot(0, lambda: bar.setValue(0))
+
     def clear(self) -> None:
         """Show no case (typing still pending for the previous case is saved first)."""
         self.flush()
+        self._scroll_to_top()
         self._case = None
         self._stage = "initial"
         self._loading = True
@@ -849,8 +857,7 @@ class AssessmentForm(QWidget):
 
     def _show_case(self, case: CaseRecord) -> None:
         if self._case is None or self._case.case_id != case.case_id:
-            # a new case starts at the top (case id, pseudonym), not where the last one was
-            self.scroll.verticalScrollBar().setValue(0)
+            self._scroll_to_top()
         self._case = case
         self._stage = case.editable_stage
         shown: Assessment = (

@@ -35,6 +35,7 @@ from rcm_viewer.intended_use import INTENDED_USE
 from rcm_viewer.mosaic import MAX_PIXEL_SIZE_UM, MIN_PIXEL_SIZE_UM, Mosaic, open_mosaic
 from rcm_viewer.mosaic.sniff import open_dialog_filter
 from rcm_viewer.paths import DEMO_DIR
+from rcm_viewer.reports.display import load_overview
 from rcm_viewer.session import AIView, CaseSession
 from rcm_viewer.ui import settings as app_settings_module
 from rcm_viewer.ui.ai_gate import AIGate, reader_mode_for_new_cases
@@ -49,7 +50,8 @@ from rcm_viewer.ui.help_dialog import TextDialog, about_html, help_html
 from rcm_viewer.ui.jobs import JobRunner
 from rcm_viewer.ui.mosaic_view import MosaicView
 from rcm_viewer.ui.overview import OverviewWidget
-from rcm_viewer.ui.overview_levels import OverviewLevels, load_overview
+from rcm_viewer.ui.overview_levels import OverviewLevels
+from rcm_viewer.ui.report_export import ReportExportDialog
 from rcm_viewer.ui.session_signals import SessionSignals
 from rcm_viewer.ui.window_menus import build_menus
 from rcm_viewer.ui.window_status import WindowStatus
@@ -362,6 +364,20 @@ class MainWindow(QMainWindow):
         self.case_list.refresh()
         self.case_list.show()
         self.case_list.raise_()
+
+    def export_report(self) -> None:
+        """File > Export report: options, then the one renderer in a worker (Ctrl+E)."""
+        case_id = self.session.case_id
+        if case_id is None or self.store is None:
+            self.show_error("No case", "Open a mosaic first: the report is of its case.")
+            return
+        self.form.flush()  # the report holds what the reader typed a moment ago
+        mosaic = self.session.mosaic
+        dialog = ReportExportDialog(self.store, case_id,
+                                    mosaic.path if mosaic is not None else None, self)
+        dialog.exported.connect(lambda path: self.status.message(f"Report written: {path}", 8000))
+        dialog.open()
+        self.report_dialog = dialog
 
     def _on_histology_changed(self, case_id: str) -> None:
         if case_id == self.session.case_id:

@@ -17,6 +17,7 @@ import numpy as np
 from PySide6.QtCore import QObject
 
 from rcm_viewer.mosaic import Mosaic, display_range_of
+from rcm_viewer.reports.display import OVERVIEW_MAX_PX, load_overview, overview_level
 from rcm_viewer.ui.contrast import ContrastPanel
 from rcm_viewer.ui.jobs import JobRunner
 from rcm_viewer.ui.mosaic_view import MosaicView
@@ -28,29 +29,8 @@ from rcm_viewer.ui.workers import Worker
 if TYPE_CHECKING:
     from rcm_viewer.session import CaseSession
 
-OVERVIEW_MAX_PX = 2048
-
 #: (level, pixels, display range) of a mosaic's overview.
 Overview = tuple[int, np.ndarray, tuple[float, float]]
-
-
-def overview_level(mosaic: Mosaic) -> int | None:
-    """Smallest existing level small enough to keep in memory, or None (levels not built)."""
-    for index in range(mosaic.level_count - 1, -1, -1):
-        info = mosaic.info.levels[index]
-        if max(info.width, info.height) <= OVERVIEW_MAX_PX:
-            return index
-    return None
-
-
-def load_overview(mosaic: Mosaic, page: int = 0) -> Overview | None:
-    """Read the overview level (worker thread), or None while the levels are not built."""
-    level = overview_level(mosaic)
-    if level is None:
-        return None
-    info = mosaic.info.levels[level]
-    pixels = mosaic.read_region(level, 0, 0, info.width, info.height, page=page)
-    return level, pixels, mosaic.display_range()
 
 
 class OverviewLevels(QObject):

@@ -56,6 +56,10 @@ def build_menus(window: MainWindow) -> None:
             w, f"{label} (synthetic)",
             lambda _=False, n=name: w.open_path(DEMO_DIR / f"demo_{n}.tif")))
     file_menu.addSeparator()
+    w.export_report_action = make_action(w, "&Export report…", w.export_report, "Ctrl+E",
+                                         "A PDF report of this case (and its JSON data) "
+                                         "(Ctrl+E)")
+    file_menu.addAction(w.export_report_action)
     w.cases_action = make_action(w, "&Cases…", w.show_case_list, "Ctrl+L",
                                  "Find, reopen and export saved cases (Ctrl+L)")
     file_menu.addAction(w.cases_action)

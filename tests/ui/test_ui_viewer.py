@@ -290,14 +290,32 @@ def test_page_chosen_while_levels_build_gets_its_own_overview(window, tmp_path,
     pages[:, 500:900, 500:900] = 0
     path = tmp_path / "big_stack.tif"
     tifffile.imwrite(path, pages, photometric="minisblack", rowsperstrip=16)
+    import threading
+
+    from rcm_viewer.mosaic import Mosaic
+
     real_preview = window.levels._on_preview
+    real_build = Mosaic.build_levels
+    page_chosen = threading.Event()
     moved = []
+
+    def build_levels(self, *args, preview=None, **kwargs):
+        """The build thread waits, after its preview, until the reader chose the page,
+        so 'during the build' holds on a loaded machine too."""
+
+        def held_preview(pixels):
+            preview(pixels)
+            page_chosen.wait(30)
+
+        return real_build(self, *args, preview=held_preview if preview else None, **kwargs)
 
     def spy(result):
         real_preview(result)
         window.page_spin.setValue(2)  # during the build
         moved.append(window.mosaic.levels_ready())
+        page_chosen.set()
 
+    monkeypatch.setattr(Mosaic, "build_levels", build_levels)
     monkeypatch.setattr(window.levels, "_on_preview", spy)
     window.open_path(path)
     _settle(window)
