@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rcm_viewer.cases.integrity import PROTECTIVE_TRIGGERS
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -145,7 +147,25 @@ _V3_HISTOLOGY = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3_HISTOLOGY)
+
+# --- integrity (issue 16): hash chain of the audit trail, frozen committed initial
+# assessments. The lead may renumber this migration; its content must stay as is.
+_V_INTEGRITY = Migration(
+    version=4,
+    summary="integrity: audit hash chain, committed initial assessments and answers frozen",
+    statements=(
+        """
+        CREATE TABLE audit_chain (
+            entry_id INTEGER PRIMARY KEY,
+            row_hash TEXT NOT NULL
+        )
+        """,
+        "CREATE TABLE integrity_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        *(sql for name, sql in PROTECTIVE_TRIGGERS if not name.startswith("audit_is_")),
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3_HISTOLOGY, _V_INTEGRITY)
 SCHEMA_VERSION: int = MIGRATIONS[-1].version
 
 assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))

@@ -53,6 +53,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from rcm_viewer.cases import integrity
 from rcm_viewer.cases.checklists import (
     ANSWER_VALUES,
     Checklist,
@@ -114,6 +115,21 @@ def default_db_path() -> Path:
     from rcm_viewer.paths import user_data_dir
 
     return user_data_dir() / DB_FILENAME
+
+
+def _make_private(path: Path) -> None:
+    """Create the database file 0600 (SQLite gives -wal/-shm the same mode); tighten it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_uid == os.getuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for side in ("-wal", "-shm"):
+        with suppress(OSError):
+            companion = Path(f"{path}{side}")
+            if companion.exists() and companion.stat().st_uid == os.getuid():
+                os.chmod(companion, 0o600)
 
 
 class _DamagedDatabase(Exception):
@@ -212,6 +228,7 @@ class CaseStore:
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._backup_changes = -1
         warnings: list[str] = []
         if checklists is None:
             try:
@@ -241,6 +258,7 @@ class CaseStore:
         try:
             self._configure()
             self._migrate()
+            warnings.extend(self._check_protection())
         except BaseException:
             self.close()
             raise
@@ -251,9 +269,12 @@ class CaseStore:
     def _check_writable(self) -> None:
         folder = self.path.parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise CaseStoreError(f"Cannot create the case folder {folder}: {exc.strerror}") from exc
+            raise CaseStoreError(
+                f"Cannot create the case folder {folder} ({exc.strerror}): create it yourself "
+                "or set RCM_VIEWER_DATA_DIR to a folder you can write"
+            ) from exc
         if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
             raise CaseStoreError(
                 f"Cannot save cases: {self.path} is read-only; make it writable or set "
@@ -273,6 +294,7 @@ class CaseStore:
                 with self.path.open("rb") as handle:
                     if handle.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
                         raise _DamagedDatabase("it is not a SQLite database")
+            _make_private(self.path)
         except OSError as exc:
             raise CaseStoreError(f"Cannot read {self.path}: {exc.strerror}") from exc
         try:
@@ -455,11 +477,12 @@ class CaseStore:
         old_value: Any,
         new_value: Any,
     ) -> None:
-        conn.execute(
+        cursor = conn.execute(
             "INSERT INTO audit (at, user_name, case_id, field, old_value, new_value) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (at, user, case_id, field, _json(old_value), _json(new_value)),
         )
+        integrity.chain_new_audit_row(conn, int(cursor.lastrowid or 0))
 
     def _case_row(self, conn: sqlite3.Connection, case_id: str) -> sqlite3.Row:
         row = conn.execute("SELECT * FROM cases WHERE case_id = ?", (case_id,)).fetchone()
@@ -1235,6 +1258,89 @@ class CaseStore:
         return json.loads(row[0])
 
     # ------------------------------------------------------------------ audit and export
+
+    # ------------------------------------------------------------------ integrity (issue 16)
+
+    def _check_protection(self) -> list[str]:
+        """Restore protective triggers that were dropped or altered; one warning if any."""
+        try:
+            restored = integrity.ensure_protection(self._connection())
+        except sqlite3.Error as exc:
+            raise CaseStoreError(f"Cannot check {self.path.name}: {_reason(exc)}") from exc
+        if not restored:
+            return []
+        return [
+            f"The case database {self.path.name} had been altered outside rcm-viewer: its "
+            f"protection ({', '.join(restored)}) was removed and has been restored; run a "
+            "full check and tell your IT support."
+        ]
+
+    def full_check(self) -> list[str]:
+        """Every page and index (``integrity_check``), the triggers and the audit hash chain.
+
+        Returns one readable line per problem (empty: healthy). Slow on big databases
+        (seconds): run it in a worker after the window shows.
+        """
+        with self._lock:
+            conn = self._connection()
+            try:
+                problems = [f"damaged: {line}" for line in integrity.integrity_problems(conn)]
+                problems += [
+                    f"protection missing: trigger {name}"
+                    for name in integrity.missing_triggers(conn)
+                ]
+                problems += integrity.verify_audit_chain(conn)
+            except sqlite3.Error as exc:
+                problems = [f"damaged: {_reason(exc)}"]
+        return [f"{self.path.name}: {line}" for line in problems]
+
+    def backup_now(self, *, keep: int = 10) -> Path:
+        """Online backup to ``backups/`` beside the database (0600); the newest ``keep`` kept."""
+        with self._lock:
+            try:
+                target = integrity.write_backup(self._connection(), self.path, keep=keep)
+            except (OSError, sqlite3.Error) as exc:
+                raise CaseStoreError(f"Could not back up {self.path.name}: {exc}") from exc
+            self._backup_changes = self._connection().total_changes
+            return target
+
+    def backup_if_changed(self, *, keep: int = 10) -> Path | None:
+        """A backup when something was saved since the last one (call every N minutes)."""
+        with self._lock:
+            if self._connection().total_changes == self._backup_changes:
+                return None
+            return self.backup_now(keep=keep)
+
+    def backups(self) -> list[Path]:
+        """This database's backups, newest first."""
+        return integrity.list_backups(self.path)
+
+    def restore_newest_good_backup(self) -> Path:
+        """Replace a damaged database by its newest backup that passes the full check.
+
+        The damaged file (with -wal/-shm) is kept aside as ``cases.corrupt-*.sqlite3``
+        (``moved_aside_path``); the store is reopened on the restored copy. Returns the
+        backup used; raises ``CaseStoreError`` when no backup is good.
+        """
+        import shutil
+
+        with self._lock:
+            good = next((b for b in self.backups() if integrity.backup_is_good(b)), None)
+            if good is None:
+                raise CaseStoreError(
+                    f"No good backup of {self.path.name} in {integrity.backup_folder(self.path)}"
+                )
+            self.close()
+            self.moved_aside_path = self._move_aside()
+            part = self.path.with_name(f".{self.path.name}.restore")
+            shutil.copyfile(good, part)
+            os.chmod(part, 0o600)
+            os.replace(part, self.path)
+            self._conn = self._open_checked()
+            self._configure()
+            self._migrate()
+            self._check_protection()
+            return good
 
     def audit_trail(self, case_id: str | None = None) -> list[AuditEntry]:
         """Audit rows in the order they were written (all cases when ``case_id`` is None)."""

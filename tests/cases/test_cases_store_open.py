@@ -121,6 +121,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_cases(db_path: Path) -> 
 
     with CaseStore(db_path) as store:
         assert store.schema_version == SCHEMA_VERSION
+        assert store.full_check() == []  # the v1 audit rows were chained on migration
         assert store.startup_warning is None
         case = store.get_case("OLD-1")
         assert case.initial.diagnosis == "melanoma" and case.initial.notes == "from release 1"
