@@ -42,7 +42,7 @@ def _setup_logging(verbose: bool) -> Path | None:
                 logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
             )
             root.addHandler(handler)
-        except OSError:
+        except (OSError, RcmError):
             log_path = None  # a read-only home must not stop the program
     if verbose:
         stream = logging.StreamHandler(sys.stderr)
@@ -368,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [a for a in argv if a not in ("-v", "--verbose")]
     args = parser.parse_args(argv)
     args.verbose = verbose
+    from rcm_viewer.paths import restrict_new_files
+
+    restrict_new_files()  # case data, settings, logs and backups: 0600 / 0700
     _setup_logging(args.verbose)
     if args.command is None:
         args.paths, args.demo = [], False

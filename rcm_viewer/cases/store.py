@@ -221,7 +221,14 @@ class CaseStore:
         clock: Callable[[], datetime] = utc_now,
         busy_timeout_s: float = 5.0,
     ) -> None:
-        self.path = (Path(path) if path is not None else default_db_path()).absolute()
+        if path is None:
+            from rcm_viewer.paths import DataFolderError
+
+            try:
+                path = default_db_path()
+            except DataFolderError as exc:
+                raise CaseStoreError(str(exc)) from None
+        self.path = Path(path).absolute()
         self.startup_warning: str | None = None
         self.moved_aside_path: Path | None = None
         self._clock = clock

@@ -1,9 +1,16 @@
-"""Start the desktop application."""
+"""Start the desktop application.
+
+Ctrl+C in the terminal closes the window the way File > Quit does (form flushed, case
+store closed): Python only runs signal handlers between bytecodes, and Qt's event loop
+is C++, so a short no-op timer gives the interpreter a moment every 200 ms to notice
+SIGINT, and the handler queues ``window.close()`` on the event loop.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -38,14 +45,63 @@ def _install_excepthook(window) -> None:
     sys.excepthook = hook
 
 
+def _startup_problem(app) -> str | None:
+    """One line when the data folder cannot be used (shown before any window is built)."""
+    from rcm_viewer.errors import RcmError
+    from rcm_viewer.paths import user_data_dir
+
+    try:
+        user_data_dir()
+    except RcmError as exc:
+        return str(exc)
+    return None
+
+
+def install_sigint_handler(app, window) -> object:
+    """SIGINT (Ctrl+C, ``kill -INT``) closes ``window`` cleanly, then the loop quits.
+
+    Returns the keep-alive timer (keep a reference). A second Ctrl+C while closing quits
+    at once.
+    """
+    from PySide6.QtCore import QTimer
+
+    state = {"closing": False}
+
+    def on_sigint(signum, frame) -> None:
+        if state["closing"]:
+            app.quit()
+            return
+        state["closing"] = True
+        log.info("SIGINT: closing the window")
+        QTimer.singleShot(0, window.close)
+        QTimer.singleShot(0, app.quit)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    timer = QTimer(app)
+    timer.setInterval(200)
+    timer.timeout.connect(lambda: None)  # lets the interpreter run the Python handler
+    timer.start()
+    return timer
+
+
 def run_app(paths: Sequence[Path] = ()) -> int:
     from PySide6.QtCore import QTimer
 
+    app = create_app()
+    problem = _startup_problem(app)
+    if problem is not None:
+        print(f"rcm-viewer: error: {problem}", file=sys.stderr)
+        if app.platformName() != "offscreen":
+            from PySide6.QtWidgets import QMessageBox
+
+            QMessageBox.critical(None, "rcm-viewer cannot start", problem)
+        return 2
+
     from rcm_viewer.ui.main_window import MainWindow
 
-    app = create_app()
     window = MainWindow()
     _install_excepthook(window)
+    _sigint_timer = install_sigint_handler(app, window)  # noqa: F841 - kept alive
     window.show()
     if paths:
         first = Path(paths[0])
