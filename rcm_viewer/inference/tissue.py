@@ -25,6 +25,10 @@ import numpy as np
 from rcm_viewer.mosaic import Mosaic
 
 MASK_PIXEL_UM = 8.0
+#: At most this many mask pixels (a 46,000 px mosaic at 0.5 µm/px needs 8.3 M at 8 µm/px):
+#: a coarser mask for bigger claims keeps the mask's float64 work arrays near 100 MB
+#: whatever the header says (issue 16: a sparse 100,000 px TIFF took 8.8 GB here).
+MAX_MASK_PIXELS = 12_000_000
 BLACK_FRACTION = 0.02
 SATURATED_FRACTION = 0.98
 TEXTURE_FRACTION = 0.01
@@ -133,7 +137,9 @@ def low_resolution(mosaic: Mosaic, target_downsample: float) -> tuple[np.ndarray
 
 def tissue_mask(mosaic: Mosaic, pixel_size_um: float, white: float) -> TissueMask:
     """The tissue mask of a mosaic at about ``MASK_PIXEL_UM`` per mask pixel."""
-    image, downsample, _ = low_resolution(mosaic, MASK_PIXEL_UM / pixel_size_um)
+    area = float(mosaic.info.width) * float(mosaic.info.height)
+    target = max(MASK_PIXEL_UM / pixel_size_um, math.sqrt(area / MAX_MASK_PIXELS))
+    image, downsample, _ = low_resolution(mosaic, target)
     mean = _box_mean(image, TEXTURE_WINDOW)
     square = _box_mean(image.astype(np.float64) ** 2, TEXTURE_WINDOW)
     local_std = np.sqrt(np.maximum(square - mean * mean, 0.0))

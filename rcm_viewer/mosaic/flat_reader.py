@@ -8,6 +8,17 @@ or damaged header claiming 100,000 x 100,000 px is refused instead of allocating
 Pillow's own decompression-bomb guard is bypassed on purpose by constructing the format
 plugin directly: it would refuse a real 16,000 x 16,000 px mosaic (256 Mpx), and our
 budget check replaces it.
+
+Memory is bounded by ``FLAT_DECODE_LIMIT_BYTES`` of decoded pixels, not by the process
+budget (Pillow holds its own copy while numpy gets another, and levels are built on top):
+a PNG/BMP above it is refused; a JPEG above it is decoded with libjpeg's DCT scaling
+(1/2, 1/4, 1/8) into a buffer of the reduced size, and says so in its warnings (the pixel
+size is scaled with it). A baseline JPEG whose header claims more 8 x 8 blocks than its
+bytes can code (each block needs at least two Huffman bits) is refused as damaged.
+
+JPEG is decoded by ``simplejpeg`` (libjpeg-turbo) with warnings as errors: Pillow and
+libjpeg accept a scan cut short or a corrupt Huffman stream and fill the rest with grey,
+which must never be shown or classified as tissue.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import simplejpeg
 from PIL import BmpImagePlugin, Image, JpegImagePlugin, PngImagePlugin
 
 from rcm_viewer.errors import MosaicError
@@ -34,6 +46,9 @@ _FORMAT_NAMES = {"png": "PNG", "jpeg": "JPEG", "bmp": "BMP"}
 #: Deflate cannot compress better than about 1032:1, so a PNG smaller than its pixel data
 #: divided by this is damaged (or its header lies).
 _PNG_MAX_RATIO = 1100
+
+#: Decoded pixels of one flat image held in memory at most (the tiled TIFF has no such limit).
+FLAT_DECODE_LIMIT_BYTES = 512 * 1024**2
 
 #: Pillow mode -> (target mode for conversion or None, dtype, channels, is_rgb, note).
 _MODES: dict[str, tuple[str | None, str, int, bool, str | None]] = {
@@ -64,6 +79,7 @@ class FlatSource(ImageSource):
         self._lock = threading.Lock()
         self._closed = False
         self._decodes = 0
+        self._scale = 1
         fmt = _FORMAT_NAMES[kind]
         try:
             with _PLUGINS[kind](str(path)) as im:
@@ -72,6 +88,7 @@ class FlatSource(ImageSource):
                 info = dict(im.info)
                 palette_gray = mode == "P" and _palette_is_gray(im)
                 tile = list(im.tile)
+                progressive = bool(im.info.get("progressive") or im.info.get("progression"))
         except MosaicError:
             raise
         except MemoryError:
@@ -112,6 +129,28 @@ class FlatSource(ImageSource):
         itemsize = np.dtype(dtype).itemsize
         decoded_bytes = width * height * channels * itemsize
         self._check_size_claim(width, height, tile, decoded_bytes)
+        if kind == "jpeg" and not progressive:
+            self._check_jpeg_blocks(width, height)
+        full_size = (width, height)
+        limit = min(memory_budget_bytes, FLAT_DECODE_LIMIT_BYTES)
+        self._strict = kind == "jpeg" and mode in ("L", "RGB") and self._convert is None
+        if self._strict and decoded_bytes > limit:
+            scale = next((f for f in (2, 4, 8) if decoded_bytes / (f * f) <= limit), 0)
+            if scale:
+                self._scale = scale
+                width, height = -(-width // scale), -(-height // scale)
+                decoded_bytes = width * height * channels * itemsize
+                note = "; ".join(filter(None, [note, (
+                    f"shown at 1/{scale} resolution: its {full_size[0]} x {full_size[1]} px "
+                    f"exceed the {describe_bytes(limit)} that a JPEG may take in memory "
+                    "(save it as a tiled TIFF to view full resolution)")]))
+        if kind != "bmp" and decoded_bytes > limit:
+            raise mosaic_error(
+                path,
+                f"is too large to open: {width} x {height} px need {describe_bytes(decoded_bytes)} "
+                f"of memory, above the {describe_bytes(limit)} memory budget for a {fmt} image "
+                f"(save it as a tiled TIFF to view it)",
+            )
         if decoded_bytes > memory_budget_bytes:
             raise mosaic_error(
                 path,
@@ -127,7 +166,10 @@ class FlatSource(ImageSource):
         if isinstance(dpi, tuple) and dpi and isinstance(dpi[0], int | float) and dpi[0] > 0:
             candidates.append(
                 PixelSizeCandidate(
-                    25400.0 / float(dpi[0]), "image-resolution", f"{fmt} {dpi[0]:g} dpi"
+                    25400.0 / float(dpi[0]) * self._scale,
+                    "image-resolution",
+                    f"{fmt} {dpi[0]:g} dpi" + (f", x{self._scale} (reduced)" if self._scale > 1
+                                               else ""),
                 )
             )
         bits = 16 if dtype == "uint16" else 8
@@ -142,7 +184,12 @@ class FlatSource(ImageSource):
             is_rgb=is_rgb,
             pages=1,
             stored_levels=[(width, height)],
-            metadata={"pillow_mode": mode, **({"dpi": list(map(float, dpi))} if dpi else {})},
+            metadata={
+                "pillow_mode": mode,
+                **({"dpi": list(map(float, dpi))} if dpi else {}),
+                **({"decode_scale": self._scale, "full_size": list(full_size)}
+                   if self._scale > 1 else {}),
+            },
             warnings=warnings,
             pixel_size_candidates=candidates,
         )
@@ -172,6 +219,44 @@ class FlatSource(ImageSource):
                     f"{describe_bytes(self._file_size)}",
                 )
 
+    def _check_jpeg_blocks(self, width: int, height: int) -> None:
+        """A baseline scan codes each 8 x 8 block in two bits at the very least."""
+        blocks = -(-width // 8) * -(-height // 8)
+        if blocks // 8 > self._file_size:
+            raise mosaic_error(
+                self.path,
+                f"is damaged: its header claims {width} x {height} px, more than a JPEG "
+                f"of {describe_bytes(self._file_size)} can hold",
+            )
+
+    def _decode_strict_jpeg(self) -> np.ndarray:
+        """simplejpeg: warnings are errors, DCT scaling, decoded straight into one buffer."""
+        data = self.path.read_bytes()
+        header = self.header
+        out = np.empty((header.height, header.width, header.channels), np.uint8)
+        colorspace = "GRAY" if header.channels == 1 else "RGB"
+        try:
+            result = simplejpeg.decode_jpeg(
+                data,
+                colorspace=colorspace,
+                # libjpeg picks the largest DCT scaling that keeps at least this size
+                min_width=header.width if self._scale > 1 else 0,
+                min_height=header.height if self._scale > 1 else 0,
+                buffer=out,
+                strict=True,
+            )
+        except ValueError as exc:
+            raise mosaic_error(
+                self.path, f"is damaged: its JPEG data is corrupt ({one_line(exc, 120)})"
+            ) from None
+        if result.shape != out.shape:
+            raise mosaic_error(
+                self.path,
+                f"is damaged: it decodes to {result.shape[1]} x {result.shape[0]} px, not the "
+                f"{header.width} x {header.height} px its header claims",
+            )
+        return out
+
     def _check_not_truncated(self, fmt: str) -> None:
         """PNG and JPEG end with a marker; a cut-off copy (a common accident) lacks it."""
         if self._kind not in ("png", "jpeg"):
@@ -195,6 +280,19 @@ class FlatSource(ImageSource):
             if self._pixels is not None:
                 return self._pixels
             fmt = _FORMAT_NAMES[self._kind]
+            if self._strict:
+                array = self._decode_strict_jpeg()
+                array.flags.writeable = False
+                self._pixels = array
+                self._decodes += 1
+                return array
+            if self._kind == "jpeg":  # CMYK/YCCK...: Pillow decodes, the strict decoder checks
+                try:
+                    simplejpeg.decode_jpeg(self.path.read_bytes(), colorspace="GRAY")
+                except ValueError as exc:
+                    raise mosaic_error(
+                        self.path, f"is damaged: its JPEG data is corrupt ({one_line(exc, 120)})"
+                    ) from None
             try:
                 with _PLUGINS[self._kind](str(self.path)) as im:
                     im.load()

@@ -11,6 +11,7 @@ when one is large).
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from typing import IO
 
@@ -147,6 +148,20 @@ class LevelBuffer:
             self.array: np.ndarray = np.memmap(self._file, dtype=dtype, mode="w+", shape=shape)
         else:
             self.array = np.zeros(shape, dtype=dtype)
+
+    def write_rows(self, y: int, rows: np.ndarray) -> None:
+        """Store full-width rows from ``y``; a file-backed level is written with ``pwrite``.
+
+        Writing through the memmap would make every page of a multi-gigabyte level part of
+        this process's resident memory (dirty shared pages) until it is unmapped; ``pwrite``
+        goes through the page cache, which the kernel may write back and drop at will.
+        """
+        if self._file is None:
+            self.array[y : y + rows.shape[0]] = rows
+            return
+        row_bytes = self.array.shape[1] * self.array.shape[2] * self.array.dtype.itemsize
+        data = np.ascontiguousarray(rows, dtype=self.array.dtype)
+        os.pwrite(self._file.fileno(), memoryview(data).cast("B"), y * row_bytes)
 
     def close(self) -> None:
         """Drop the array; a memmap is unmapped by the garbage collector once no reader holds

@@ -295,9 +295,11 @@ class Mosaic:
                     r0 = index * rows
                     r1 = min(r0 + rows, src.height)
                     band = src.read(page, 0, r0, src.width, r1)
+                    if not band.any():  # sparse/unscanned: the levels start as zeros
+                        return
                     for k, small in enumerate(reduce_band(band, len(sizes))):
                         y = r0 >> (k + 1)
-                        buffers[k][page].array[y : y + small.shape[0]] = small
+                        buffers[k][page].write_rows(y, small)
 
                 jobs = [(page, index) for page in range(pages) for index in order]
                 done = 0
@@ -398,8 +400,9 @@ class Mosaic:
 
     def set_pixel_size(self, pixel_size_um: float, remember: bool = True) -> MosaicInfo:
         """Use a pixel size the user typed; remember it for this file (source ``user``)."""
-        if remember:
-            remember_pixel_size(self.path, pixel_size_um)
+        if remember:  # remembered per pixel of the file, not of a reduced decode
+            scale = float(self._info.metadata.get("decode_scale", 1))
+            remember_pixel_size(self.path, float(pixel_size_um) / scale)
         elif not is_plausible(float(pixel_size_um)):
             raise mosaic_error(self.path, f"cannot use pixel size {pixel_size_um:g} µm/px")
         with self._state_lock:
@@ -407,6 +410,35 @@ class Mosaic:
                 self._info, pixel_size_um=float(pixel_size_um), pixel_size_source="user"
             )
         return self._info
+
+    # ------------------------------------------------------------------ damage (issue 16)
+
+    def damage_report(self) -> list[str]:
+        """One line per damaged tile/strip found so far, naming the file and the tile.
+
+        Reads of a damaged tile raise ``MosaicError``; this list lets a caller that read
+        elsewhere (a classifier on a reduced level, a report) say that the file is damaged.
+        """
+        return self._source.damage_report()
+
+    def damaged_regions(self) -> list[tuple[int, int, int, int, int, int]]:
+        """(stored level, page, x0, y0, x1, y1) of each damaged tile/strip found so far."""
+        return self._source.damaged_segments()
+
+    def check_damage(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> list[str]:
+        """Decode every stored level once (strict decoders) and return ``damage_report()``.
+
+        For a worker after opening: a pyramid whose reduced levels are intact can hide
+        damaged full-resolution tiles from everything that reads only the reduced ones.
+        Decodes one tile/strip at a time (bounded memory); ``cancel()`` returning True
+        stops early. A flat PNG/JPEG is decoded whole (that is its first read anyway).
+        """
+        self._source.check_segments(progress, cancel)
+        return self.damage_report()
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -559,9 +591,12 @@ def _assemble(
         )
 
     candidates: list[PixelSizeCandidate] = []
+    scale = float(header.metadata.get("decode_scale", 1))  # a JPEG shown reduced
     user_um = remembered_pixel_size(path)
     if user_um is not None:
-        candidates.append(PixelSizeCandidate(user_um, "user", "pixel size set by the user"))
+        candidates.append(
+            PixelSizeCandidate(user_um * scale, "user", "pixel size set by the user")
+        )
     sidecar, sidecar_path = read_sidecar(path)
     lesion_class = header.lesion_class
     if sidecar_path:
@@ -570,7 +605,8 @@ def _assemble(
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             candidates.append(
                 PixelSizeCandidate(
-                    float(value), "sidecar", f"pixel_size_um in {Path(sidecar_path).name}"
+                    float(value) * scale, "sidecar",
+                    f"pixel_size_um in {Path(sidecar_path).name}",
                 )
             )
         if isinstance(sidecar.get("lesion_class"), str) and sidecar["lesion_class"].strip():

@@ -8,12 +8,15 @@ rectangle of one stored level and page, as an (h, w, channels) array.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rcm_viewer.errors import MosaicError
 from rcm_viewer.mosaic.pixel_size import PixelSizeCandidate
 
 
@@ -57,6 +60,27 @@ class ImageSource(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the file; later reads raise ``MosaicError``."""
+
+    def check_segments(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> None:
+        """Decode every stored pixel once; damage is recorded, not raised (flat: one read)."""
+        if cancel is not None and cancel():
+            return
+        with suppress(MosaicError):
+            self.read(0, 0, 0, 0, min(self.header.width, 1), min(self.header.height, 1))
+        if progress is not None:
+            progress(1, 1)
+
+    def damage_report(self) -> list[str]:
+        """One line per damaged tile/strip found so far ("file: tile 6 of 16: reason")."""
+        return []
+
+    def damaged_segments(self) -> list[tuple[int, int, int, int, int, int]]:
+        """(level, page, x0, y0, x1, y1) of each damaged tile/strip found so far."""
+        return []
 
     def stats(self) -> dict[str, int]:
         """Counters for tests and benchmarks (segments decoded, bytes read...)."""

@@ -11,10 +11,22 @@ Damage found at open (a tile/strip beyond the end of the file, too few bytes for
 uncompressed strip) refuses the file. Damage only found while decoding (garbage inside a
 compressed tile) raises ``MosaicError`` from ``read_region`` naming the tile: a blank tile
 would look like an unscanned margin, and a reader must not mistake damage for anatomy.
+
+libjpeg only *warns* about most damage inside JPEG data (a scan cut short, a bad Huffman
+code) and fills the rest with grey or noise, which tifffile/imagecodecs hand back as
+pixels. So each JPEG tile is also run through a strict decoder (``simplejpeg``, libjpeg-
+turbo with warnings as errors): an 8-bit grayscale tile (RCM) is decoded by it alone,
+other JPEG tiles are decoded as before and checked by it. Every damaged segment is
+remembered for :meth:`TiffSource.damage_report`.
+
+One segment is decoded whole, so a single tile larger than ``SEGMENT_LIMIT_BYTES``
+(e.g. one 32,768 x 32,768 16-bit tile, 2 GiB) is refused at open: the memory budget is a
+bound on the process, not on one decode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -24,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import simplejpeg
 import tifffile
 
 from rcm_viewer.errors import MosaicError
@@ -47,6 +60,11 @@ from rcm_viewer.mosaic.pixel_size import (
 from rcm_viewer.mosaic.source import ImageSource, SourceHeader
 
 log = logging.getLogger(__name__)
+
+#: Largest tile/strip decoded in one piece (several may be decoded at once by the tile
+#: threads, and tifffile may hold a second copy while unpacking).
+SEGMENT_LIMIT_BYTES = 256 * 1024**2
+_JPEG = 7
 
 
 class _TifffileToOurLog(logging.Handler):
@@ -109,6 +127,9 @@ class _Plane:
     decode_kwargs: dict[str, Any]
     direct_dtype: np.dtype | None  # set when uncompressed strips may be read row by row
     invert_max: int | None  # MinIsWhite: value to subtract from
+    compression: int = 1
+    jpegtables: bytes | None = None
+    strict_gray: bool = False  # 8-bit, 1 sample: the strict JPEG decoder decodes it alone
 
     @property
     def label(self) -> str:
@@ -162,6 +183,7 @@ class TiffSource(ImageSource):
         self._stats_lock = threading.Lock()
         self._segments_decoded = 0
         self._bytes_read = 0
+        self._damage: dict[tuple[int, int, int], str] = {}
         self._planes: list[list[_Plane]] = []
         self._channel_select: list[int] = [0]
         try:
@@ -399,11 +421,14 @@ class TiffSource(ImageSource):
                     f"bytes but its pixels need {int(needed[i])}{where}",
                 )
         segment_bytes = seg_w * seg_h * contig * itemsize
-        if not direct and segment_bytes > self._budget:
+        limit = min(self._budget, SEGMENT_LIMIT_BYTES)
+        if not direct and segment_bytes > limit and np.any(present):
             raise mosaic_error(
                 self.path,
-                f"cannot be opened: one {label} needs {describe_bytes(segment_bytes)} of memory "
-                f"to decode, above the {describe_bytes(self._budget)} budget{where}",
+                f"cannot be opened: one {label} of {seg_w} x {seg_h} px needs "
+                f"{describe_bytes(segment_bytes)} of memory to decode, above the "
+                f"{describe_bytes(limit)} memory budget for one {label}{where} "
+                "(save it with smaller tiles)",
             )
         try:
             decode = kf.decode
@@ -439,6 +464,12 @@ class TiffSource(ImageSource):
             decode_kwargs=decode_kwargs,
             direct_dtype=direct_dtype,
             invert_max=invert_max,
+            compression=compression,
+            jpegtables=bytes(decode_kwargs.get("jpegtables") or b"") or None,
+            strict_gray=(
+                compression == _JPEG and spp == 1 and itemsize == 1 and bits == 8
+                and int(kf.photometric) in (0, 1)
+            ),
         )
 
     def _describe(self, tif: tifffile.TiffFile, kf: Any, nlevels: int, npages: int) -> str:
@@ -639,15 +670,23 @@ class TiffSource(ImageSource):
             raise mosaic_error(
                 self.path, f"is truncated: {where} lies beyond the end of the file (file changed?)"
             )
+        strict: np.ndarray | None = None
         try:
-            decoded, _, _ = plane.decode(data, index, **plane.decode_kwargs)
+            if plane.compression == _JPEG:
+                strict = self._strict_jpeg(plane, data)
+            if strict is not None and plane.strict_gray:
+                decoded = strict[None]
+            else:
+                decoded, _, _ = plane.decode(data, index, **plane.decode_kwargs)
         except MemoryError:
             raise mosaic_error(
                 self.path, f"cannot be read: not enough memory for {where}"
             ) from None
         except Exception as exc:
+            reason = one_line(exc, 120)
+            self._damage[key] = f"{where}: {reason}"
             raise mosaic_error(
-                self.path, f"is damaged: {where} cannot be decoded ({one_line(exc, 120)})"
+                self.path, f"is damaged: {where} cannot be decoded ({reason})"
             ) from exc
         if decoded is None:
             return None
@@ -658,6 +697,67 @@ class TiffSource(ImageSource):
             self._segments_decoded += 1
         self._cache.put(key, segment)
         return segment
+
+    @staticmethod
+    def _strict_jpeg(plane: _Plane, data: bytes) -> np.ndarray | None:
+        """Decode a JPEG tile with warnings as errors (raises ValueError on damage).
+
+        Returns the pixels for 8-bit grayscale planes, None (checked only) for others.
+        """
+        stream = data
+        if plane.jpegtables and data[:2] == b"\xff\xd8" and plane.jpegtables[-2:] == b"\xff\xd9":
+            stream = plane.jpegtables[:-2] + data[2:]
+        if not plane.strict_gray:
+            simplejpeg.decode_jpeg(stream, colorspace="GRAY")  # a check only
+            return None
+        pixels = simplejpeg.decode_jpeg(stream, colorspace="GRAY")
+        rows_ok = pixels.shape[0] == plane.seg_h or (
+            not plane.tiled and pixels.shape[0] < plane.seg_h
+        )
+        if not rows_ok or pixels.shape[1] != plane.seg_w:
+            raise ValueError(
+                f"JPEG tile is {pixels.shape[1]} x {pixels.shape[0]} px, "
+                f"not {plane.seg_w} x {plane.seg_h}"
+            )
+        return pixels
+
+    def check_segments(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> None:
+        planes = [plane for level in self._planes for plane in level]
+        total = sum(plane.segment_count for plane in planes)
+        done = 0
+        for plane in planes:
+            if plane.direct_dtype is not None:  # uncompressed rows: nothing to decode
+                done += plane.segment_count
+                continue
+            for index in range(plane.segment_count):
+                if cancel is not None and cancel():
+                    return
+                # damage is recorded in self._damage (a truncation is reported on read)
+                with contextlib.suppress(MosaicError):
+                    self._segment(plane, index)
+                done += 1
+                if progress is not None and (done % 64 == 0 or done == total):
+                    progress(done, total)
+
+    def damage_report(self) -> list[str]:
+        """One line per tile/strip found damaged so far (decoded and refused)."""
+        return [f"{self.path.name}: {line}" for _, line in sorted(self._damage.items())]
+
+    def damaged_segments(self) -> list[tuple[int, int, int, int, int, int]]:
+        """(level, page, x0, y0, x1, y1) of each damaged segment, in its level's pixels."""
+        out = []
+        for level, page, index in sorted(self._damage):
+            plane = self._plane(level, page)
+            within = index % (plane.across * plane.down)
+            ty, tx = divmod(within, plane.across)
+            x0, y0 = tx * plane.seg_w, ty * plane.seg_h
+            out.append((level, page, x0, y0, min(x0 + plane.seg_w, plane.width),
+                        min(y0 + plane.seg_h, plane.height)))
+        return out
 
     def _read_rows_direct(
         self, plane: _Plane, out: np.ndarray, x0: int, y0: int, x1: int, y1: int

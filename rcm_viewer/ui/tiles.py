@@ -51,6 +51,24 @@ class _Signals(QObject):
     failed = Signal(int, object, str)
 
 
+def damaged_tile_image(width: int, height: int) -> QImage:
+    """Dark red, hatched, crossed: unmistakable for tissue at any zoom or contrast."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QPainter, QPen
+
+    image = QImage(width, height, QImage.Format.Format_RGB32)
+    image.fill(QColor(60, 0, 0))
+    painter = QPainter(image)
+    painter.setPen(QPen(QColor(200, 30, 30), 3))
+    for offset in range(-height, width, 24):
+        painter.drawLine(offset, 0, offset + height, height)
+    painter.setPen(QPen(QColor(255, 40, 40), 8, Qt.PenStyle.SolidLine))
+    painter.drawLine(0, 0, width, height)
+    painter.drawLine(width, 0, 0, height)
+    painter.end()
+    return image
+
+
 class _TileJob(QRunnable):
     def __init__(self, cache: TileCache, generation: int, key: TileKey) -> None:
         super().__init__()
@@ -162,7 +180,20 @@ class TileCache(QObject):
     # -- queries from the view ------------------------------------------------------------
 
     def image(self, key: TileKey) -> QImage | None:
+        if key in self.failures:  # never let a coarser level's tissue show through
+            return self._damaged_image(key)
         return self._display.get((self._lut_version, key))
+
+    def _damaged_image(self, key: TileKey) -> QImage | None:
+        """A tile that could not be read: red hatching and a red cross (issue 16)."""
+        mosaic = self._mosaic
+        if mosaic is None:
+            return None
+        level, col, row = key
+        info = mosaic.info.levels[level] if level < len(mosaic.info.levels) else None
+        w = TILE_PX if info is None else max(1, min(TILE_PX, info.width - col * TILE_PX))
+        h = TILE_PX if info is None else max(1, min(TILE_PX, info.height - row * TILE_PX))
+        return damaged_tile_image(w, h)
 
     def request(self, keys: list[TileKey]) -> None:
         """Ask for these tiles (most important first); forget earlier unmet wishes."""
