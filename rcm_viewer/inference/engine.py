@@ -416,8 +416,20 @@ def classify_mosaic(
         run_batch()
     if converted and FLAG_RGB_CONVERTED not in flags:
         flags.append(FLAG_RGB_CONVERTED)
+    flags.extend(damage_flags(mosaic))
     return accumulator.prediction(partial=False, flags=flags,
                                   seconds=time.perf_counter() - started)
+
+
+def damage_flags(mosaic: Mosaic, limit: int = 3) -> list[str]:
+    """Issue 16 hook: damaged tiles found anywhere in the file (by the viewer, by
+    ``Mosaic.check_damage`` or by this run) are flagged on the result, even when the
+    classifier itself read only intact reduced levels."""
+    report = mosaic.damage_report() if hasattr(mosaic, "damage_report") else []
+    flags = [f"damaged image data: {line}" for line in report[:limit]]
+    if len(report) > limit:
+        flags.append(f"damaged image data: {len(report) - limit} more damaged tiles")
+    return flags
 
 
 def _tissue_tiles(mask: TissueMask, columns: int, rows: int, tile_px: int, stride: int,
