@@ -244,7 +244,7 @@ def _run(args: list[str], timeout: float) -> dict:
         proc.kill()
         proc.communicate()
         return {"outcome": f"timeout after {timeout:.0f} s"}
-    return {"rc": proc.returncode, "stdout": out.strip()[-400:], "stderr": err.strip()[-300:],
+    return {"rc": proc.returncode, "stdout": out.strip(), "stderr": err.strip()[-300:],
             "wall_s": round(time.perf_counter() - start, 2), "rusage_maxrss": rusage.ru_maxrss}
 
 
@@ -253,7 +253,9 @@ def probe(path: Path, kind: str, timeout: float) -> dict:
     if kind == "open":
         cmd = [sys.executable, "-c", _OPEN_PROBE, str(path)]
     else:
-        cmd = [sys.executable, "-m", "rcm_viewer", "classify", str(path), "--device", "cpu"]
+        # the pixel size is given: the sparse TIFF has none, and memory is what is measured
+        cmd = [sys.executable, "-m", "rcm_viewer", "classify", str(path), "--device", "cpu",
+               "--pixel-size-um", "0.75"]
     wrapper = (
         "import json, resource, subprocess, sys, time\n"
         "t = time.perf_counter()\n"

@@ -32,10 +32,15 @@ Design choices, and why:
   database or folder raises ``CaseStoreError`` at open, in one line: a form
   that saves on every change must not find out at the first click that nothing
   can be saved.
-* **Append-only audit**: triggers abort any UPDATE or DELETE of audit rows.
-  This guards against application bugs, not against someone with the file and
-  a SQLite shell. Navigation (``save_view_state``) is not audited: it changes on
-  every pan and is not clinical data.
+* **Append-only audit**: triggers abort any UPDATE or DELETE of audit rows, and
+  of committed initial assessments and their answers. Every open checks that
+  each protective trigger is present and unaltered (restores it and says so in
+  ``startup_warning``); the audit rows are hash-chained, so ``full_check()``
+  reports history edited or deleted with a SQLite shell (see ``integrity.py``
+  for what this can and cannot prove). ``backup_now``/``backup_if_changed``
+  keep rotating online backups; ``restore_newest_good_backup`` recovers.
+  Navigation (``save_view_state``) is not audited: it changes on every pan and
+  is not clinical data.
 """
 
 from __future__ import annotations

@@ -416,15 +416,23 @@ def classify_mosaic(
         run_batch()
     if converted and FLAG_RGB_CONVERTED not in flags:
         flags.append(FLAG_RGB_CONVERTED)
-    flags.extend(damage_flags(mosaic))
+    flags.extend(damage_flags(mosaic, verify=True, cancel=cancel))
     return accumulator.prediction(partial=False, flags=flags,
                                   seconds=time.perf_counter() - started)
 
 
-def damage_flags(mosaic: Mosaic, limit: int = 3) -> list[str]:
-    """Issue 16 hook: damaged tiles found anywhere in the file (by the viewer, by
-    ``Mosaic.check_damage`` or by this run) are flagged on the result, even when the
-    classifier itself read only intact reduced levels."""
+def damage_flags(
+    mosaic: Mosaic, *, verify: bool = False, cancel: CancelCallback | None = None, limit: int = 3
+) -> list[str]:
+    """Issue 16 hook: damaged tiles anywhere in the file are flagged on the result.
+
+    ``verify`` decodes every stored tile once (``Mosaic.check_damage``, strict decoders,
+    one tile at a time), so damaged full-resolution tiles are found even when the
+    classifier read only an intact reduced level; it costs a fraction of the classification
+    itself. Without it, only damage already met (viewer, earlier reads) is reported.
+    """
+    if verify and hasattr(mosaic, "check_damage"):
+        mosaic.check_damage(cancel=cancel)
     report = mosaic.damage_report() if hasattr(mosaic, "damage_report") else []
     flags = [f"damaged image data: {line}" for line in report[:limit]]
     if len(report) > limit:
