@@ -48,8 +48,9 @@ def _install_excepthook(window) -> None:
 def _startup_problem(app) -> str | None:
     """One line when the data folder cannot be used (shown before any window is built)."""
     from rcm_viewer.errors import RcmError
-    from rcm_viewer.paths import user_data_dir
+    from rcm_viewer.paths import restrict_new_files, user_data_dir
 
+    restrict_new_files()  # settings, case data, backups: 0600 in 0700 folders
     try:
         user_data_dir()
     except RcmError as exc:
