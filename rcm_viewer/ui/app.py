@@ -58,31 +58,39 @@ def _startup_problem(app) -> str | None:
     return None
 
 
-def install_sigint_handler(app, window) -> object:
-    """SIGINT (Ctrl+C, ``kill -INT``) closes ``window`` cleanly, then the loop quits.
+def install_sigint_handler(app) -> dict:
+    """SIGINT (Ctrl+C, ``kill -INT``) closes the window cleanly, then the loop quits.
 
-    Returns the keep-alive timer (keep a reference). A second Ctrl+C while closing quits
-    at once.
+    Installed before the window is built: a Ctrl+C during start-up is remembered and
+    honoured as soon as the window exists. Put the window in the returned dict under
+    ``"window"``; a second Ctrl+C while closing quits at once.
     """
     from PySide6.QtCore import QTimer
 
-    state = {"closing": False}
+    state: dict = {"closing": False, "window": None}
+
+    def close_now() -> None:
+        window = state["window"]
+        if window is not None:
+            window.close()
+        app.quit()
 
     def on_sigint(signum, frame) -> None:
-        if state["closing"]:
+        if state["closing"] and state["window"] is not None:
             app.quit()
             return
         state["closing"] = True
         log.info("SIGINT: closing the window")
-        QTimer.singleShot(0, window.close)
-        QTimer.singleShot(0, app.quit)
+        if state["window"] is not None:
+            QTimer.singleShot(0, close_now)
 
     signal.signal(signal.SIGINT, on_sigint)
     timer = QTimer(app)
     timer.setInterval(200)
     timer.timeout.connect(lambda: None)  # lets the interpreter run the Python handler
     timer.start()
-    return timer
+    state["timer"] = timer
+    return state
 
 
 def run_app(paths: Sequence[Path] = ()) -> int:
@@ -98,12 +106,15 @@ def run_app(paths: Sequence[Path] = ()) -> int:
             QMessageBox.critical(None, "rcm-viewer cannot start", problem)
         return 2
 
+    sigint = install_sigint_handler(app)
     from rcm_viewer.ui.main_window import MainWindow
 
     window = MainWindow()
     _install_excepthook(window)
-    _sigint_timer = install_sigint_handler(app, window)  # noqa: F841 - kept alive
+    sigint["window"] = window
     window.show()
+    if sigint["closing"]:  # Ctrl+C while the window was being built
+        QTimer.singleShot(0, window.close)
     if paths:
         first = Path(paths[0])
         QTimer.singleShot(0, lambda: window.open_path(first))

@@ -43,7 +43,7 @@ def test_a_damaged_tile_is_drawn_hatched_red(qtbot, tmp_path: Path) -> None:
         red = _rgb(damaged).astype(int)
         assert (red[..., 0] - red[..., 1] > 40).mean() > 0.9  # red everywhere, not grey
         grey = _rgb(intact).astype(int)
-        assert np.abs(grey[..., 0] - grey[..., 1]).max() == 0
+        assert (grey[..., 0] - grey[..., 1] > 40).mean() < 0.01  # tissue is not red
         damaged.save(str(tmp_path / "damaged_tile.png"))
         cache.set_mosaic(None, None)
         cache.wait_idle(5000)
