@@ -120,11 +120,14 @@ def low_resolution(mosaic: Mosaic, target_downsample: float) -> tuple[np.ndarray
     itemsize = np.dtype(mosaic.info.dtype).itemsize * mosaic.info.channels
     rows = max(k, (_BAND_BYTES // max(info.width * itemsize, 1)) // k * k)
     out_w, out_h = math.ceil(info.width / k), math.ceil(info.height / k)
-    out = np.empty((out_h, out_w), dtype=np.float32)
+    out = np.zeros((out_h, out_w), dtype=np.float32)
     converted = False
     for y in range(0, info.height, rows):
         band_h = min(rows, info.height - y)
-        gray, was_colour = to_gray(mosaic.read_region(level, 0, y, info.width, band_h))
+        region = mosaic.read_region(level, 0, y, info.width, band_h)
+        if not region.any():  # unscanned (or sparse) rows: zeros already, skip the maths
+            continue
+        gray, was_colour = to_gray(region)
         converted |= was_colour
         if k > 1:
             pad_h, pad_w = (-band_h) % k, (-info.width) % k
