@@ -53,6 +53,7 @@ from rcm_viewer.ui.overview import OverviewWidget
 from rcm_viewer.ui.overview_levels import OverviewLevels
 from rcm_viewer.ui.report_export import ReportExportDialog
 from rcm_viewer.ui.session_signals import SessionSignals
+from rcm_viewer.ui.store_care import StoreCare
 from rcm_viewer.ui.window_menus import build_menus
 from rcm_viewer.ui.window_status import WindowStatus
 from rcm_viewer.ui.workers import Worker
@@ -137,6 +138,11 @@ class MainWindow(QMainWindow):
         self.session_signals.gateChanged.connect(lambda _revealed: self._on_gate_changed())
         self.form.initialCommitted.connect(self._on_initial_committed)
         self.form.errorOccurred.connect(lambda message: self.show_error("Not saved", message))
+        self.view.tiles.tileFailed.connect(self._on_tile_failed)
+        self.store_care: StoreCare | None = None
+        if self.store is not None:
+            self.store_care = StoreCare(self.store, self._pool, self, self.show_error)
+            QTimer.singleShot(300, self.store_care.start)  # after the window shows
         self.view.viewChanged.connect(self._on_view_changed)
         self.view.cursorMoved.connect(self._on_cursor)
         self.view.levelChanged.connect(self._update_status)
@@ -439,6 +445,10 @@ class MainWindow(QMainWindow):
         self.status.show_cursor(mosaic, x, y, self.view.tiles.raw_value(level, x, y), level,
                                 self.classification.tile_probabilities_at(x, y))
 
+    def _on_tile_failed(self, _key: Any, message: str) -> None:
+        """A damaged tile is drawn hatched red; the status bar says which and why."""
+        self.status.message(f"Damaged image data: {message}", 15000)
+
     def _update_status(self, *_args: Any) -> None:
         self.status.show_view(self.mosaic, self.view.zoom, self.view.current_level)
 
@@ -663,7 +673,8 @@ class MainWindow(QMainWindow):
         deadline = QDeadlineTimer(int(timeout_s * 1000))
         while not deadline.hasExpired():
             QCoreApplication.processEvents()
-            if not self.jobs.busy() and not self.view.tiles.busy:
+            care_busy = self.store_care is not None and self.store_care.busy()
+            if not self.jobs.busy() and not self.view.tiles.busy and not care_busy:
                 QCoreApplication.processEvents()
                 return True
             QTimer.singleShot(5, lambda: None)
