@@ -130,6 +130,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--raw-batches", type=int, default=8)
+    parser.add_argument("--backend", default="torch-fp32",
+                        choices=("auto", "torch-fp32", "torch", "openvino"),
+                        help="backend of the end-to-end classify (default: the reference)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("RCM_VIEWER_DATA_DIR", str(OUT / "user-data"))
@@ -149,31 +152,30 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     # Time the network calls inside classify too: on a shared machine the load changes
     # between measurements, and this split (network vs everything else) does not care.
-    from rcm_viewer.inference import engine
+    from rcm_viewer.inference import load_backend
 
+    runner = load_backend(bundle, args.backend, args.device, batch_size=args.batch_size)
     network_seconds = [0.0]
-    original = engine.forward_with_cam
+    original = runner.run
 
-    def timed_forward(network, batch):  # type: ignore[no-untyped-def]
+    def timed_forward(batch):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
-        out = original(network, batch)
-        if torch_device.type == "cuda":
-            torch.cuda.synchronize()
+        out = original(batch)  # numpy out: the device has finished
         network_seconds[0] += time.perf_counter() - started
         return out
 
-    engine.forward_with_cam = timed_forward
+    runner.run = timed_forward  # type: ignore[method-assign]
     # classify first, so the peak RSS is the engine's (the raw timing runs its own batches)
     try:
         with open_mosaic(mosaic_path) as mosaic:
             started = time.perf_counter()
             prediction = classify_mosaic(mosaic, bundle, device=args.device,
-                                         batch_size=args.batch_size)
+                                         batch_size=args.batch_size, backend=runner.name)
             if torch_device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
     finally:
-        engine.forward_with_cam = original
+        runner.run = original  # type: ignore[method-assign]
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     raw = raw_forward(bundle_dir, args.device, args.batch_size, args.raw_batches)
     per_tile = raw["with_cam_s_per_tile_median"]
@@ -186,6 +188,7 @@ def main() -> None:
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "device": str(torch_device),
+            "backend": runner.description,
             "gpu": torch.cuda.get_device_name(0) if torch_device.type == "cuda" else None,
         },
         "mosaic": {"path": str(mosaic_path), "size_px": args.size, "pixel_size_um": 1.0,

@@ -205,6 +205,9 @@ def _add_classify_parser(sub: argparse._SubParsersAction) -> None:
                    help="µm per pixel of every MOSAIC (needed when a file does not record it)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the network runs (default: cuda when available)")
+    from rcm_viewer.inference.backends import add_backend_option
+
+    add_backend_option(p)
     p.set_defaults(func=_cmd_classify)
 
 
@@ -226,19 +229,52 @@ def _cmd_classify(args: argparse.Namespace) -> int:
               "probabilities say nothing about real lesions", file=sys.stderr)
     rows = []
     for row in classify_paths(args.mosaics, bundle, pixel_size_um=args.pixel_size_um,
-                              device=args.device):
+                              device=args.device, backend=args.backend):
         rows.append(row)
         if not row.ok:
             said = row.status if row.path.name in row.status else f"{row.path}: {row.status}"
             print(f"rcm-viewer: error: {said}", file=sys.stderr)
         if args.out is not None:
             write_rows(rows, args.out, manifest.class_ids)  # after each file: nothing lost
+    if rows:
+        print(f"rcm-viewer: note: backend {rows[0].backend}", file=sys.stderr)
     if args.out is None:
         print(format_table(rows, manifest.class_ids))
     else:
         ok = sum(r.ok for r in rows)
         print(f"wrote {args.out} ({len(rows)} mosaic(s), {ok} classified)")
     return EXIT_OK if all(r.ok for r in rows) else EXIT_BAD_INPUT
+
+
+# --------------------------------------------------------------------------- export-onnx
+
+
+def _add_export_onnx_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-onnx",
+        help="export a model bundle's network to ONNX (for the OpenVINO backend)",
+        description=(
+            "Write BUNDLE_DIR/network.onnx (outputs: logits and the last block's features, "
+            "weights stored as float16) and seal it in the bundle's manifest by its "
+            "sha256, like the weights. Needs PyTorch. Does nothing when the bundle already "
+            "has an intact export."
+        ),
+    )
+    p.add_argument("bundle_dir", type=Path, metavar="BUNDLE_DIR", help="model bundle folder")
+    p.set_defaults(func=_cmd_export_onnx)
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from rcm_viewer.inference.bundle import export_onnx
+
+    bundle, written = export_onnx(args.bundle_dir)
+    path = bundle.onnx_path
+    if written and path is not None:
+        size = path.stat().st_size / 1024**2
+        print(f"wrote {path} ({size:.1f} MB, sha256 {bundle.manifest.onnx_sha256})")
+    else:
+        print(f"{path} is already exported and intact")
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- gui
@@ -339,6 +375,7 @@ _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info_parser,
     _add_classify_parser,
     _add_report_parser,
+    _add_export_onnx_parser,
     add_train_parser,
     add_evaluate_parser,
 ]

@@ -1,10 +1,10 @@
 """The classifier: model bundles, whole-mosaic inference, class activation maps.
 
 Importing this package does not import torch: the window shows before torch loads
-(shared/DESIGN.md). Manifests, bundles (reading and verifying), ``Prediction`` and the
-batch row formats are torch-free; ``classify_mosaic``, ``explain_region``,
-``classify_paths`` and ``save_bundle`` import torch on first use, through the lazy
-attributes below.
+(shared/DESIGN.md). Manifests, bundles (reading and verifying), ``Prediction``, the
+batch row formats and the choice of inference backend are torch-free, and so is
+classifying with the OpenVINO backend; the torch backends, ``explain_region``,
+``save_bundle`` and ``export_onnx`` import torch on first use.
 
     from rcm_viewer.inference import classify_mosaic, default_bundle_dir, load_bundle
 
@@ -18,6 +18,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rcm_viewer.errors import InferenceError, ModelBundleError
+from rcm_viewer.inference.backends import (
+    BACKEND_CHOICES,
+    BACKENDS,
+    available_backends,
+    load_backend,
+    resolve_backend,
+)
 from rcm_viewer.inference.batch import (
     ClassificationRow,
     classify_paths,
@@ -29,6 +36,7 @@ from rcm_viewer.inference.bundle import (
     BundleEntry,
     ModelBundle,
     default_bundle_dir,
+    export_onnx,
     list_bundles,
     load_bundle,
     read_manifest,
@@ -67,6 +75,8 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = [
     "AGGREGATION_RULES",
     "ARCHITECTURES",
+    "BACKENDS",
+    "BACKEND_CHOICES",
     "CAM_METHODS",
     "SCHEMA_VERSION",
     "STATUS_NO_TISSUE",
@@ -80,15 +90,19 @@ __all__ = [
     "ModelManifest",
     "Prediction",
     "RegionExplanation",
+    "available_backends",
     "classify_mosaic",
     "classify_paths",
     "default_bundle_dir",
     "explain_region",
+    "export_onnx",
     "format_table",
     "list_bundles",
+    "load_backend",
     "load_bundle",
     "read_manifest",
     "render_model_card",
+    "resolve_backend",
     "row_columns",
     "save_bundle",
     "write_rows",

@@ -43,6 +43,8 @@ class ClassificationRow:
     weights_sha256: str
     seconds: float
     prediction: Prediction | None = field(default=None, compare=False, repr=False)
+    #: The inference backend that ran (backends.py).
+    backend: str = ""
 
     @property
     def ok(self) -> bool:
@@ -57,13 +59,14 @@ class ClassificationRow:
                 None if self.probabilities is None else round(self.probabilities[index], 6)
             )
         data.update(model=self.model_name, model_version=self.model_version,
-                    weights_sha256=self.weights_sha256, seconds=round(self.seconds, 3))
+                    weights_sha256=self.weights_sha256, seconds=round(self.seconds, 3),
+                    backend=self.backend)
         return data
 
 
 def row_columns(class_ids: Sequence[str]) -> list[str]:
     return ["path", "status", "top_class", *(f"p_{c}" for c in class_ids), "model",
-            "model_version", "weights_sha256", "seconds"]
+            "model_version", "weights_sha256", "seconds", "backend"]
 
 
 def classify_paths(
@@ -75,6 +78,7 @@ def classify_paths(
     batch_size: int = 16,
     progress: BatchProgress | None = None,
     cancel: Callable[[], bool] | None = None,
+    backend: str = "auto",
 ) -> Iterator[ClassificationRow]:
     """Yield one row per path, in order, as each mosaic finishes.
 
@@ -82,15 +86,14 @@ def classify_paths(
     rows carry the full ``Prediction`` (heatmap included) for callers that want it; the
     generator itself keeps none, so a folder of any size runs in bounded memory.
     """
+    from rcm_viewer.inference.backends import load_backend
     from rcm_viewer.inference.engine import classify_mosaic
-    from rcm_viewer.inference.network import load_network, resolve_device
     from rcm_viewer.mosaic import open_mosaic
 
     path_list = [Path(p) for p in paths]
     manifest = bundle.manifest
     # A missing GPU or a damaged model is the same for every file: fail once, up front.
-    torch_device = resolve_device(device)
-    load_network(bundle, torch_device)
+    runner = load_backend(bundle, backend, device, batch_size=batch_size)
     for index, path in enumerate(path_list):
         started = time.perf_counter()
 
@@ -103,7 +106,8 @@ def classify_paths(
             with open_mosaic(path) as mosaic:
                 prediction = classify_mosaic(
                     mosaic, bundle, pixel_size_um=pixel_size_um, progress=tile_progress,
-                    cancel=cancel, device=str(torch_device), batch_size=batch_size,
+                    cancel=cancel, device=runner.device, batch_size=batch_size,
+                    backend=runner.name,
                 )
             status = prediction.status
         except (ClassificationCancelled, ModelBundleError):
@@ -127,6 +131,7 @@ def classify_paths(
             weights_sha256=manifest.weights_sha256,
             seconds=time.perf_counter() - started,
             prediction=prediction,
+            backend=runner.name,
         )
 
 

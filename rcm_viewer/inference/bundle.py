@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,9 +25,13 @@ from typing import TYPE_CHECKING, Any
 from rcm_viewer.errors import ModelBundleError
 from rcm_viewer.inference.manifest import (
     MANIFEST_NAME,
+    MAX_NETWORK_BYTES,
     MODEL_CARD_NAME,
+    ONNX_NAME,
     ModelManifest,
     build_manifest,
+    manifest_seal,
+    onnx_entry,
     parse_manifest,
     sha256_bytes,
 )
@@ -40,6 +45,9 @@ log = logging.getLogger(__name__)
 DEFAULT_POINTER_NAME = "DEFAULT"
 #: Overrides the default bundle folder (tests, portable installs, a clinic's own model).
 MODEL_DIR_ENV = "RCM_VIEWER_MODEL_DIR"
+#: Largest manifest or model card read (both are a few kilobytes; a link to /dev/zero is
+#: refused instead of filling the memory).
+MAX_TEXT_BYTES = 4 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -64,14 +72,32 @@ class ModelBundle:
     def name(self) -> str:
         return self.manifest.name
 
+    @property
+    def onnx_path(self) -> Path | None:
+        """The exported network (``rcm-viewer export-onnx``), or None when there is none."""
+        return self.path / self.manifest.onnx_file if self.manifest.onnx_file else None
+
     def model_card(self) -> str:
-        return self.model_card_path.read_text(encoding="utf-8")
+        data = _read_file(self.model_card_path, self.path, MAX_TEXT_BYTES)
+        return data.decode("utf-8", errors="replace")
 
     def read_weights(self) -> bytes:
         """Weights bytes, checked against the manifest again (the file may have changed)."""
-        data = _read_file(self.weights_path, self.path)
+        data = _read_file(self.weights_path, self.path, MAX_NETWORK_BYTES)
         if sha256_bytes(data) != self.manifest.weights_sha256:
             raise _mismatch(self.weights_path, self.path)
+        return data
+
+    def read_onnx(self) -> bytes:
+        """The exported network's bytes, checked against the manifest's seal again."""
+        path = self.onnx_path
+        if path is None:
+            raise ModelBundleError(
+                f"{self.path.name} has no {ONNX_NAME}: run rcm-viewer export-onnx {self.path}"
+            )
+        data = _read_file(path, self.path, self.manifest.onnx_bytes)
+        if sha256_bytes(data) != self.manifest.onnx_sha256:
+            raise _mismatch(path, self.path)
         return data
 
 
@@ -103,17 +129,49 @@ def _mismatch(path: Path, bundle_dir: Path) -> ModelBundleError:
     )
 
 
-def _read_file(path: Path, bundle_dir: Path) -> bytes:
+def _size_text(size: int) -> str:
+    return f"{size / 1024**2:.1f} MB" if size >= 1024**2 else f"{size} bytes"
+
+
+def _read_file(path: Path, bundle_dir: Path, limit: int) -> bytes:
+    """A bundle file's bytes: a regular file (or a link to one) of at most ``limit`` bytes.
+
+    Opened non-blocking and checked with ``fstat`` before reading, so a FIFO cannot hang
+    the reader and a link to a device (/dev/zero) cannot fill the memory; reading stops at
+    ``limit + 1`` bytes in case the file grows while it is read.
+    """
+    where = _where(path, bundle_dir)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        return path.read_bytes()
+        fd = os.open(path, flags)
     except FileNotFoundError:
-        raise ModelBundleError(f"{_where(path, bundle_dir)} is missing") from None
+        raise ModelBundleError(f"{where} is missing") from None
     except IsADirectoryError:
-        raise ModelBundleError(f"{_where(path, bundle_dir)} is a folder, not a file") from None
+        raise ModelBundleError(f"{where} is a folder, not a file") from None
     except OSError as exc:
-        raise ModelBundleError(
-            f"{_where(path, bundle_dir)} cannot be read ({exc.strerror or exc})"
-        ) from None
+        raise ModelBundleError(f"{where} cannot be read ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ModelBundleError(f"{where} is a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelBundleError(
+                f"{where} is not a regular file (a pipe, device or link to one): refused"
+            )
+        if info.st_size > limit:
+            raise ModelBundleError(
+                f"{where} is too large ({_size_text(info.st_size)}; at most "
+                f"{_size_text(limit)} expected): refused"
+            )
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ModelBundleError(f"{where} cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ModelBundleError(f"{where} grew while it was read: refused")
+    return data
 
 
 def read_manifest(bundle_dir: str | os.PathLike[str]) -> ModelManifest:
@@ -123,7 +181,7 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> ModelManifest:
         raise ModelBundleError(f"model bundle {directory} does not exist")
     if not directory.is_dir():
         raise ModelBundleError(f"model bundle {directory} is not a folder")
-    raw = _read_file(directory / MANIFEST_NAME, directory)
+    raw = _read_file(directory / MANIFEST_NAME, directory, MAX_TEXT_BYTES)
     where = _where(directory / MANIFEST_NAME, directory)
     try:
         data = json.loads(raw.decode("utf-8"))
@@ -132,7 +190,8 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> ModelManifest:
     return parse_manifest(data, where)
 
 
-def load_bundle(bundle_dir: str | os.PathLike[str], *, verify: bool = True) -> ModelBundle:
+def load_bundle(bundle_dir: str | os.PathLike[str], *, verify: bool = True,
+                _verify_onnx: bool = True) -> ModelBundle:
     """Open a bundle and verify it: manifest seal, weights and model card checksums.
 
     ``verify=False`` skips hashing the weights (listing many bundles quickly); the weights
@@ -140,16 +199,39 @@ def load_bundle(bundle_dir: str | os.PathLike[str], *, verify: bool = True) -> M
     """
     directory = Path(bundle_dir).expanduser()
     manifest = read_manifest(directory)
-    card = _read_file(directory / manifest.model_card_file, directory)
+    card = _read_file(directory / manifest.model_card_file, directory, MAX_TEXT_BYTES)
     if sha256_bytes(card) != manifest.model_card_sha256:
         raise _mismatch(directory / manifest.model_card_file, directory)
-    weights_path = directory / manifest.weights_file
+    bundle = ModelBundle(directory.resolve(), manifest)
+    sealed = [directory / manifest.weights_file]
+    if manifest.onnx_file and _verify_onnx:
+        sealed.append(directory / manifest.onnx_file)
+    for path in sealed:
+        _check_regular(path, directory, MAX_NETWORK_BYTES)
     if verify:
-        if sha256_bytes(_read_file(weights_path, directory)) != manifest.weights_sha256:
-            raise _mismatch(weights_path, directory)
-    elif not weights_path.is_file():
-        raise ModelBundleError(f"{_where(weights_path, directory)} is missing")
-    return ModelBundle(directory.resolve(), manifest)
+        bundle.read_weights()
+        if manifest.onnx_file and _verify_onnx:
+            bundle.read_onnx()
+    return bundle
+
+
+def _check_regular(path: Path, bundle_dir: Path, limit: int) -> None:
+    """Refuse a missing, non-regular or oversized file without opening it (listing)."""
+    where = _where(path, bundle_dir)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ModelBundleError(f"{where} is missing") from None
+    except OSError as exc:
+        raise ModelBundleError(f"{where} cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ModelBundleError(f"{where} is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelBundleError(
+            f"{where} is not a regular file (a pipe, device or link to one): refused"
+        )
+    if info.st_size > limit:
+        raise ModelBundleError(f"{where} is too large ({_size_text(info.st_size)}): refused")
 
 
 def list_bundles(models_dir: str | os.PathLike[str] | None = None) -> list[BundleEntry]:
@@ -165,7 +247,7 @@ def list_bundles(models_dir: str | os.PathLike[str] | None = None) -> list[Bundl
     if not root.is_dir():
         return entries
     for child in sorted(root.iterdir()):
-        if not (child / MANIFEST_NAME).is_file():
+        if not child.is_dir() or not os.path.lexists(child / MANIFEST_NAME):
             continue
         try:
             bundle = load_bundle(child, verify=False)
@@ -189,7 +271,7 @@ def default_bundle_dir(models_dir: str | os.PathLike[str] | None = None) -> Path
     root = Path(models_dir).expanduser() if models_dir is not None else MODELS_DIR
     pointer = root / DEFAULT_POINTER_NAME
     if pointer.is_file():
-        name = pointer.read_text(encoding="utf-8").strip()
+        name = _read_file(pointer, root, 4096).decode("utf-8", errors="replace").strip()
         if not (root / name / MANIFEST_NAME).is_file():
             raise ModelBundleError(
                 f"{pointer} names {name!r}, which is not a model bundle in {root}"
@@ -314,6 +396,39 @@ def save_bundle(
         _remove_tree(staging)
         raise ModelBundleError(f"cannot write model bundle {directory}: {exc}") from exc
     return load_bundle(directory)
+
+
+def export_onnx(bundle_dir: str | os.PathLike[str]) -> tuple[ModelBundle, bool]:
+    """Write ``network.onnx`` into a bundle and seal it in the manifest (imports torch).
+
+    Idempotent: a bundle whose sealed export is intact is returned as it is (False); a
+    missing or damaged export is written again (True). Only the manifest's ``onnx`` entry
+    and its seal change; the weights and the model card are never rewritten.
+    """
+    from rcm_viewer.fileio import atomic_write
+    from rcm_viewer.inference.network import export_onnx_bytes
+
+    bundle = load_bundle(bundle_dir, _verify_onnx=False)
+    if bundle.manifest.onnx_file:
+        try:
+            bundle.read_onnx()
+            return bundle, False
+        except ModelBundleError as exc:
+            log.info("re-exporting %s: %s", bundle.path, exc)
+    directory = bundle.path
+    data = export_onnx_bytes(bundle)
+    manifest_path = directory / MANIFEST_NAME
+    raw = json.loads(_read_file(manifest_path, directory, MAX_TEXT_BYTES).decode("utf-8"))
+    raw.pop("manifest_sha256", None)
+    raw["onnx"] = onnx_entry(ONNX_NAME, sha256_bytes(data), len(data))
+    raw["manifest_sha256"] = manifest_seal(raw)
+    try:
+        atomic_write(directory / ONNX_NAME, data, mode=0o644)
+        atomic_write(manifest_path, json.dumps(raw, indent=2, ensure_ascii=False) + "\n",
+                     mode=0o644)
+    except OSError as exc:
+        raise ModelBundleError(f"cannot write {ONNX_NAME} into {directory}: {exc}") from exc
+    return load_bundle(directory), True
 
 
 def _remove_tree(path: Path) -> None:

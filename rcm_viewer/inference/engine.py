@@ -1,4 +1,4 @@
-"""Whole-mosaic classification and on-demand saliency maps (imports torch).
+"""Whole-mosaic classification and on-demand saliency maps.
 
 ``classify_mosaic`` looks at tissue near native resolution, as the published method and
 the BCC-at-1000-px result suggest (shared/DOMAIN.md), instead of shrinking the mosaic:
@@ -8,10 +8,16 @@ the BCC-at-1000-px result suggest (shared/DOMAIN.md), instead of shrinking the m
    resampling, one run of adjacent tiles at a time (never the whole mosaic in float32);
 2. a tissue mask from a low-resolution level (tissue.py) skips the black unscanned
    margin, blank and saturated areas;
-3. tiles of ``tile_px`` at ``tile_stride_px`` go through the ResNet in batches under
-   ``torch.inference_mode``; the same forward yields the class activation map (Grad-CAM
-   of layer 4, see network.py), so the heatmap costs no extra pass;
+3. tiles of ``tile_px`` at ``tile_stride_px`` go through the ResNet in batches, run by
+   a backend chosen per run (backends.py: torch, or OpenVINO, which needs no torch);
+   every backend returns logits and layer-4 features, and the class activation map
+   (Grad-CAM of layer 4, see network.py) is computed here from those features, so the
+   heatmap costs no extra pass and is the same code whatever ran the network;
 4. tile logits are aggregated by the manifest's rule and calibrated by its temperature.
+
+This module imports no torch: preprocessing and resampling are numpy (the resampling is
+torch's antialiased bilinear ``interpolate``, reproduced); only ``explain_region`` (the
+pytorch-grad-cam methods) and ``to_model_input`` (training) need torch.
 
 Cancelling raises ``ClassificationCancelled`` carrying the partial result: a cancelled
 run must never be mistaken for a result by a batch, but the viewer may still show what
@@ -25,20 +31,14 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F  # noqa: N812 - torch's own convention
 
 from rcm_viewer.errors import InferenceError
+from rcm_viewer.inference.backends import load_backend
 from rcm_viewer.inference.bundle import ModelBundle
 from rcm_viewer.inference.manifest import NETWORK_STRIDE_PX, ModelManifest
-from rcm_viewer.inference.network import (
-    forward_with_cam,
-    load_network,
-    resolve_device,
-    target_layer,
-)
 from rcm_viewer.inference.prediction import (
     FLAG_CANCELLED,
     FLAG_PARTIAL,
@@ -56,7 +56,16 @@ from rcm_viewer.inference.prediction import (
 from rcm_viewer.inference.tissue import TissueMask, tissue_mask, to_gray, white_point
 from rcm_viewer.mosaic import MAX_PIXEL_SIZE_UM, MIN_PIXEL_SIZE_UM, Mosaic
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
+
+#: What ``explain_region`` says where torch is not installed (one line for the window).
+EXPLAIN_NEEDS_TORCH = (
+    "Explain visible region needs PyTorch, which is not installed in this app; the class "
+    "activation map of the classification is still shown."
+)
 
 ProgressCallback = Callable[[int, int], None]
 CancelCallback = Callable[[], bool]
@@ -142,16 +151,58 @@ def read_model_pixels(
     lx0, ly0 = math.floor(x * r) - margin, math.floor(y * r) - margin
     lx1, ly1 = math.ceil((x + width) * r) + margin, math.ceil((y + height) * r) + margin
     region, converted = to_gray(mosaic.read_region(level, lx0, ly0, lx1 - lx0, ly1 - ly0))
-    source = torch.from_numpy(np.ascontiguousarray(region))[None, None]
-    scaled = F.interpolate(
-        source, scale_factor=(1.0 / r, 1.0 / r), mode="bilinear", align_corners=False,
-        antialias=r > 1.0, recompute_scale_factor=False,
-    )[0, 0].numpy()
+    scaled = resample_bilinear(region, 1.0 / r)
     ox, oy = round(x - lx0 / r), round(y - ly0 / r)
     out = np.zeros((height, width), dtype=np.float32)
     part = scaled[oy : oy + height, ox : ox + width]
     out[: part.shape[0], : part.shape[1]] = part
     return np.clip(out / white, 0.0, 1.0, dtype=np.float32), converted
+
+
+def _bilinear_weights(in_size: int, scale_factor: float, antialias: bool) -> tuple[
+        np.ndarray, np.ndarray]:
+    """Source indices (out, taps) and weights (out, taps) of torch's bilinear resampling.
+
+    Mirrors ``F.interpolate(mode="bilinear", align_corners=False, antialias=...,
+    recompute_scale_factor=False)`` along one axis (aten UpSampleKernel: the triangle
+    filter widened by the scale when shrinking, the PIL rule).
+    """
+    out_size = int(math.floor(in_size * scale_factor))
+    scale = 1.0 / scale_factor  # input pixels per output pixel
+    centres = scale * (np.arange(out_size, dtype=np.float64) + 0.5)
+    if antialias:
+        support = scale if scale >= 1.0 else 1.0
+        invscale = 1.0 / scale if scale >= 1.0 else 1.0
+        lo = np.maximum(np.trunc(centres - support + 0.5), 0).astype(np.int64)
+        hi = np.minimum(np.trunc(centres + support + 0.5), in_size).astype(np.int64)
+        taps = max(int((hi - lo).max(initial=1)), 1)
+        index = lo[:, None] + np.arange(taps)[None, :]
+        weight = np.maximum(0.0, 1.0 - np.abs((index - centres[:, None] + 0.5) * invscale))
+        weight[index >= hi[:, None]] = 0.0
+        total = weight.sum(axis=1, keepdims=True)
+        weight = np.divide(weight, total, out=np.zeros_like(weight), where=total != 0)
+        return np.minimum(index, in_size - 1), weight.astype(np.float32)
+    source = np.maximum(centres - 0.5, 0.0)
+    i0 = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    lam = (source - i0).astype(np.float32)
+    return np.stack([i0, i1], axis=1), np.stack([1 - lam, lam], axis=1)
+
+
+def resample_bilinear(image: np.ndarray, scale_factor: float) -> np.ndarray:
+    """A 2-D float image resized by ``scale_factor`` (antialiased when shrinking), in numpy.
+
+    The same pixels as torch's ``F.interpolate(image[None, None], scale_factor=...,
+    mode="bilinear", align_corners=False, antialias=scale_factor < 1,
+    recompute_scale_factor=False)`` (tested to 1e-5), without torch: separable, a few taps
+    per output pixel.
+    """
+    antialias = scale_factor < 1.0
+    image = np.asarray(image, dtype=np.float32)
+    rows_i, rows_w = _bilinear_weights(image.shape[0], scale_factor, antialias)
+    cols_i, cols_w = _bilinear_weights(image.shape[1], scale_factor, antialias)
+    tall = np.einsum("otw,ot->ow", image[rows_i], rows_w)
+    return np.einsum("hot,ot->ho", tall[:, cols_i], cols_w).astype(np.float32)
 
 
 def _resolve_pixel_size(mosaic: Mosaic, pixel_size_um: float | None) -> tuple[float, list[str]]:
@@ -178,19 +229,25 @@ def _resolve_pixel_size(mosaic: Mosaic, pixel_size_um: float | None) -> tuple[fl
     return float(info.pixel_size_um), flags
 
 
-def _normaliser(manifest: ModelManifest, device: torch.device) -> tuple[torch.Tensor, ...]:
-    mean = torch.tensor(manifest.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(manifest.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    return mean, std
+def model_input(tiles: np.ndarray, manifest: ModelManifest) -> np.ndarray:
+    """(B, H, W) gray in 0-1 -> (B, 3, H, W) float32 normalised as the manifest says."""
+    mean = np.asarray(manifest.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(manifest.std, dtype=np.float32).reshape(1, 3, 1, 1)
+    return ((np.asarray(tiles, dtype=np.float32)[:, None] - mean) / std).astype(np.float32)
 
 
 def to_model_input(tiles: np.ndarray, manifest: ModelManifest, device: torch.device) -> (
     torch.Tensor
 ):
-    """(B, H, W) gray in 0-1 -> (B, 3, H, W) normalised as the manifest says."""
-    mean, std = _normaliser(manifest, device)
-    x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(device)
-    return (x[:, None].expand(-1, 3, -1, -1) - mean) / std
+    """``model_input`` as a tensor on ``device`` (training and explain; imports torch)."""
+    import torch
+
+    return torch.from_numpy(model_input(tiles, manifest)).to(device)
+
+
+def class_activation_maps(features: np.ndarray, fc_weight: np.ndarray) -> np.ndarray:
+    """(B, K, h, w) layer-4 features, (C, K) fc weight -> (B, C, h, w) maps (no fc bias)."""
+    return np.einsum("bkhw,ck->bchw", features, fc_weight, optimize=True)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -301,8 +358,12 @@ def classify_mosaic(
     on_partial: PartialCallback | None = None,
     device: str = "auto",
     batch_size: int = 16,
+    backend: str = "auto",
 ) -> Prediction:
     """Classify a whole mosaic; see the module docstring for the method.
+
+    ``backend`` is one of ``backends.BACKEND_CHOICES`` (``auto``: the fastest installed
+    for the device); the prediction records which one ran.
 
     ``pixel_size_um`` overrides the file's (the user confirmed it); without either an
     ``InferenceError`` asks for it, since a wrong scale silently changes what the model
@@ -322,8 +383,7 @@ def classify_mosaic(
     mosaic_um, flags = _resolve_pixel_size(mosaic, pixel_size_um)
     if batch_size < 1:
         raise InferenceError("batch size must be at least 1")
-    torch_device = resolve_device(device)
-    network = load_network(bundle, torch_device)
+    runner = load_backend(bundle, backend, device, batch_size=batch_size)
     geometry = ModelGeometry.of(mosaic, mosaic_um, manifest.pixel_size_um)
     if geometry.factor < 0.9:
         flags.append(FLAG_UPSAMPLED)
@@ -348,7 +408,8 @@ def classify_mosaic(
         "pixel_size_um": mosaic_um,
         "model_pixel_size_um": manifest.pixel_size_um,
         "n_tiles_grid": columns * rows,
-        "device": str(torch_device),
+        "device": runner.device,
+        "backend": runner.name,
         "mosaic_path": str(mosaic.info.path),
         "mosaic_size": (mosaic.info.width, mosaic.info.height),
     }
@@ -381,11 +442,8 @@ def classify_mosaic(
         if cancel is not None and cancel():
             raise cancelled()
         n = len(pending)
-        with torch.inference_mode():
-            logits, cams = forward_with_cam(
-                network, to_model_input(batch[:n], manifest, torch_device)
-            )
-        accumulator.add(pending, logits.float().cpu().numpy(), cams.float().cpu().numpy())
+        logits, features = runner.run(model_input(batch[:n], manifest))
+        accumulator.add(pending, logits, class_activation_maps(features, runner.fc_weight))
         pending.clear()
         done += n
         if progress is not None:
@@ -484,8 +542,14 @@ def explain_region(
     for a map twice as fine. Regions above ``max_side_px`` model pixels a side are refused
     rather than shrunk, since shrinking changes what the model sees.
     """
-    import pytorch_grad_cam
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    try:
+        import pytorch_grad_cam
+        import torch
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        from rcm_viewer.inference.network import load_network, resolve_device, target_layer
+    except ImportError:
+        raise InferenceError(EXPLAIN_NEEDS_TORCH) from None
 
     started = time.perf_counter()
     manifest = bundle.manifest

@@ -25,6 +25,11 @@ from rcm_viewer.errors import ModelBundleError
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MODEL_CARD_NAME = "MODEL_CARD.md"
+#: The network exported to ONNX (two outputs: logits, layer-4 features), when there is one.
+ONNX_NAME = "network.onnx"
+ONNX_OUTPUTS = ("logits", "features")
+#: Largest weights or exported network accepted (a ResNet-50 in float32 is ~100 MB).
+MAX_NETWORK_BYTES = 1024**3
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 DEFAULT_ARCHITECTURE = "resnet34"
@@ -118,6 +123,10 @@ class ModelManifest:
     schema_version: int = SCHEMA_VERSION
     #: Free-form provenance: data description, counts per class, metrics, code version...
     training: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: The ONNX export (``rcm-viewer export-onnx``), sealed like the weights; "" when none.
+    onnx_file: str = ""
+    onnx_sha256: str = ""
+    onnx_bytes: int = 0
 
     @property
     def n_classes(self) -> int:
@@ -172,6 +181,8 @@ class ModelManifest:
             "training": {**dict(self.training), "synthetic": self.synthetic},
             "intended_use": self.intended_use,
             "created": self.created,
+            **({"onnx": onnx_entry(self.onnx_file, self.onnx_sha256, self.onnx_bytes)}
+               if self.onnx_file else {}),
         }
 
     def sealed_dict(self) -> dict[str, Any]:
@@ -245,6 +256,12 @@ class _Reader:
         return (float(value[0]), float(value[1]), float(value[2]))
 
 
+def onnx_entry(file: str, sha256: str, size: int) -> dict[str, Any]:
+    """The manifest's ``onnx`` object: the exported network, sealed by its own checksum."""
+    return {"file": file, "sha256": sha256, "bytes": size, "outputs": list(ONNX_OUTPUTS),
+            "initialiser_dtype": "float16"}
+
+
 def _is_sha256(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
@@ -308,7 +325,16 @@ def parse_manifest(data: Any, where: str = MANIFEST_NAME, *, check_seal: bool = 
         raise ModelBundleError(f"{where}: 'training.synthetic' must be true or false")
     weights_file = weights.text("file")
     card_file = card.text("file")
-    for label, name in (("weights.file", weights_file), ("model_card.file", card_file)):
+    onnx_file, onnx_sha, onnx_bytes = "", "", 0
+    if "onnx" in data:
+        onnx = r.child("onnx")
+        onnx_file = onnx.text("file")
+        onnx_sha = onnx.text("sha256").lower()
+        onnx_bytes = onnx.integer("bytes", low=1, high=MAX_NETWORK_BYTES)
+        if not _is_sha256(onnx_sha):
+            raise ModelBundleError(f"{where}: 'onnx.sha256' is not a SHA-256 hex digest")
+    for label, name in (("weights.file", weights_file), ("model_card.file", card_file),
+                        *((("onnx.file", onnx_file),) if onnx_file else ())):
         if "/" in name or "\\" in name or name in (".", ".."):
             raise ModelBundleError(f"{where}: '{label}' must be a file name inside the bundle")
 
@@ -340,6 +366,9 @@ def parse_manifest(data: Any, where: str = MANIFEST_NAME, *, check_seal: bool = 
         intended_use=r.text("intended_use"),
         created=str(r.get("created", "")),
         training={k: v for k, v in training.items() if k != "synthetic"},
+        onnx_file=onnx_file,
+        onnx_sha256=onnx_sha,
+        onnx_bytes=onnx_bytes,
     )
 
 

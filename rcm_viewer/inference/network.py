@@ -14,14 +14,17 @@ import io
 import logging
 import os
 import threading
+from typing import TYPE_CHECKING
 
 import torch
 import torchvision
 from torch import nn
 
 from rcm_viewer.errors import InferenceError, ModelBundleError
-from rcm_viewer.inference.bundle import ModelBundle
 from rcm_viewer.inference.manifest import ARCHITECTURES
+
+if TYPE_CHECKING:  # bundle.py imports this module lazily; no cycle at run time
+    from rcm_viewer.inference.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +135,9 @@ def _load(bundle: ModelBundle) -> nn.Module:
     return network
 
 
-def forward_with_cam(network: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (B, C) and the class activation maps (B, C, h, w), without the fc bias.
+def forward_features(network: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor,
+                                                                      torch.Tensor]:
+    """Logits (B, C) and the layer-4 feature maps (B, K, h, w): what every backend returns.
 
     Same arithmetic as torchvision's ``ResNet.forward`` (its avgpool is a mean over
     h x w), so the logits equal ``network(batch)``.
@@ -146,9 +150,25 @@ def forward_with_cam(network: nn.Module, batch: torch.Tensor) -> tuple[torch.Ten
     x = network.layer2(x)
     x = network.layer3(x)
     features = network.layer4(x)
-    logits = network.fc(features.mean(dim=(2, 3)))
+    return network.fc(features.mean(dim=(2, 3))), features
+
+
+def forward_with_cam(network: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, C) and the class activation maps (B, C, h, w), without the fc bias."""
+    logits, features = forward_features(network, batch)
     cam = torch.einsum("bkhw,ck->bchw", features, network.fc.weight)
     return logits, cam
+
+
+class LogitsAndFeatures(nn.Module):
+    """The network with two outputs, ``(logits, features)``: the form exported to ONNX."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return forward_features(self.network, tiles)
 
 
 def target_layer(network: nn.Module, layer: str) -> nn.Module:
@@ -156,3 +176,66 @@ def target_layer(network: nn.Module, layer: str) -> nn.Module:
     if layer not in ("layer1", "layer2", "layer3", "layer4"):
         raise InferenceError(f"unknown layer {layer!r}: use layer1, layer2, layer3 or layer4")
     return getattr(network, layer)[-1]
+
+
+#: ONNX opset of the export (OpenVINO 2024+ and ONNX Runtime 1.16+ read it).
+ONNX_OPSET = 17
+#: Metadata key naming the float16 initialiser that holds the fc weight (for the CAM).
+ONNX_CAM_WEIGHT_KEY = "rcm_viewer.cam_weight"
+
+
+def export_onnx_bytes(bundle: ModelBundle) -> bytes:
+    """The bundle's network as ONNX: input ``tiles`` (B, 3, t, t), outputs logits, features.
+
+    Exported with torch's TorchScript-based exporter (batch norm folded into the
+    convolutions), then every float initialiser is stored as float16 with a Cast to
+    float32 in front of it: half the file, float32 arithmetic (the runtime decompresses the
+    weights once when it compiles the model).
+    """
+    import warnings
+
+    import onnx
+
+    from rcm_viewer.inference.manifest import ONNX_OUTPUTS
+
+    wrapper = LogitsAndFeatures(_load(bundle).eval()).eval()
+    tile = bundle.manifest.tile_px
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, (torch.zeros(2, 3, tile, tile),), buffer, input_names=["tiles"],
+            output_names=list(ONNX_OUTPUTS),
+            dynamic_axes={name: {0: "batch"} for name in ("tiles", *ONNX_OUTPUTS)},
+            opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True,
+        )
+    model = onnx.load_from_string(buffer.getvalue())
+    gemms = [node for node in model.graph.node if node.op_type == "Gemm"]
+    if len(gemms) != 1:
+        raise ModelBundleError(f"{bundle.path.name}: the exported network has no single fc layer")
+    _float16_initialisers(model)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = ONNX_CAM_WEIGHT_KEY, gemms[0].input[1] + ".fp16"
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _float16_initialisers(model: object) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph  # type: ignore[attr-defined]
+    initialisers, casts = [], []
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            half = numpy_helper.from_array(numpy_helper.to_array(init).astype("float16"),
+                                           init.name + ".fp16")
+            initialisers.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name],
+                                          to=TensorProto.FLOAT))
+        else:
+            initialisers.append(init)
+    nodes = [*casts, *graph.node]
+    del graph.initializer[:]
+    graph.initializer.extend(initialisers)
+    del graph.node[:]
+    graph.node.extend(nodes)

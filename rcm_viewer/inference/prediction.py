@@ -77,6 +77,8 @@ class Prediction:
     seconds: float = 0.0
     flags: tuple[str, ...] = ()
     device: str = ""
+    #: The inference backend that ran the network (backends.py: torch-fp32, torch, openvino).
+    backend: str = ""
     mosaic_path: str | None = None
     mosaic_size: tuple[int, int] = (0, 0)
     #: True for a streamed snapshot (on_partial) or the result carried by a cancellation.
@@ -127,6 +129,7 @@ class Prediction:
             "seconds": round(self.seconds, 3),
             "flags": list(self.flags),
             "device": self.device,
+            "backend": self.backend,
             "partial": self.partial,
         }
 

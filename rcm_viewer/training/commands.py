@@ -106,6 +106,9 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="report folder (default evaluation-<model>-<split>)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    from rcm_viewer.inference.backends import add_backend_option
+
+    add_backend_option(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -113,5 +116,5 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rcm_viewer.training.evaluation import evaluate
 
     evaluate(args.data_dir, args.model, split=args.split, out_dir=args.out, device=args.device,
-             progress=lambda line: print(line, flush=True))
+             progress=lambda line: print(line, flush=True), backend=args.backend)
     return EXIT_OK

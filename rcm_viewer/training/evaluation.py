@@ -63,8 +63,12 @@ def _records(data_dir: Path, model_dir: Path, split: str, class_ids: Sequence[st
 
 def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
              out_dir: Path | None = None, device: str = "auto",
-             progress: Callable[[str], None] | None = print) -> EvaluationResult:
-    """Classify every mosaic of the split and write the metrics and plots."""
+             progress: Callable[[str], None] | None = print,
+             backend: str = "auto") -> EvaluationResult:
+    """Classify every mosaic of the split and write the metrics and plots.
+
+    ``backend``: the inference runtime for tile models (backends.py); whole-mosaic models
+    always run in torch."""
     from rcm_viewer.inference.engine import classify_mosaic, softmax
     from rcm_viewer.inference.network import load_network, resolve_device
     from rcm_viewer.inference.prediction import STATUS_OK
@@ -86,7 +90,8 @@ def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
     rows: list[dict[str, Any]] = []
     probabilities: list[np.ndarray] = []
     true: list[int] = []
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device) if whole else None
+    ran: set[str] = {"torch-fp32"} if whole else set()
     for i, record in enumerate(records, start=1):
         path = record.absolute(data_dir)
         status = STATUS_OK
@@ -97,8 +102,10 @@ def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
                 p = softmax(logits, manifest.temperature)
             else:
                 with open_mosaic(path) as mosaic:
-                    prediction = classify_mosaic(mosaic, bundle, device=device, batch_size=64)
+                    prediction = classify_mosaic(mosaic, bundle, device=device, batch_size=64,
+                                                 backend=backend)
                 status = prediction.status
+                ran.add(prediction.backend)
                 p = np.asarray(prediction.probabilities, dtype=np.float64)
         except MosaicError as exc:
             say(f"skipped {record.path}: {exc}")
@@ -125,6 +132,7 @@ def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
         "split": split, "not_classified": sum(1 for r in rows if r["status"] != STATUS_OK),
         "synthetic_model": manifest.synthetic, "temperature": manifest.temperature,
         "input": "whole_mosaic" if whole else "tiles",
+        "backend": ", ".join(sorted(ran)),
     })
     files = _write_outputs(out_dir, metrics, rows, true, probs, class_ids)
     say(f"accuracy {metrics['accuracy']:.3f}, balanced accuracy "

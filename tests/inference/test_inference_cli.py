@@ -13,7 +13,7 @@ from rcm_viewer.cli import main
 from rcm_viewer.inference import ModelBundle, classify_paths
 
 COLUMNS = ["path", "status", "top_class", "p_melanoma", "p_bcc", "p_naevus", "model",
-           "model_version", "weights_sha256", "seconds"]
+           "model_version", "weights_sha256", "seconds", "backend"]
 
 
 def test_json_rows_with_a_bad_file_among_good_ones(
@@ -35,6 +35,7 @@ def test_json_rows_with_a_bad_file_among_good_ones(
         assert row["p_melanoma"] + row["p_bcc"] + row["p_naevus"] == pytest.approx(1.0, abs=1e-5)
         assert row["model"] == "test-model" and row["model_version"] == "0.0.1"
         assert row["weights_sha256"] == random_bundle.manifest.weights_sha256
+        assert row["backend"] == "torch"  # auto: this bundle has no ONNX export
     assert "broken.tif is not a supported image" in broken["status"]
     assert "pixel size is unknown" in no_size["status"]
     assert black["status"] == "no assessable tissue"
