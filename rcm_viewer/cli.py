@@ -367,7 +367,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 
-from rcm_viewer.training.commands import add_evaluate_parser, add_train_parser  # noqa: E402
+from rcm_viewer.training.commands import (  # noqa: E402
+    add_evaluate_parser,
+    add_fit_ood_parser,
+    add_train_parser,
+)
 
 _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_gui_parser,
@@ -378,6 +382,7 @@ _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_export_onnx_parser,
     add_train_parser,
     add_evaluate_parser,
+    add_fit_ood_parser,
 ]
 
 

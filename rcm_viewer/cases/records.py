@@ -334,8 +334,15 @@ class AIResult:
     created_at: datetime
     heatmap: Heatmap | None = None
     flags: tuple[str, ...] = ()
+    #: Out-of-distribution check (inference/ood.py): relative score (1.0 = threshold) and
+    #: whether the mosaic looked like the training data; None when the model had none.
+    ood_score: float | None = None
+    in_distribution: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.ood_score is not None and not (math.isfinite(self.ood_score)
+                                               and self.ood_score >= 0):
+            raise CaseStoreError(f"AI OOD score {self.ood_score} must be a finite number >= 0")
         object.__setattr__(self, "class_ids", tuple(self.class_ids))
         object.__setattr__(self, "probabilities", tuple(float(p) for p in self.probabilities))
         object.__setattr__(self, "flags", tuple(self.flags))
@@ -368,6 +375,8 @@ class AIResult:
         heatmap: Heatmap | None = None,
         flags: Sequence[str] = (),
         created_at: datetime | None = None,
+        ood_score: float | None = None,
+        in_distribution: bool | None = None,
     ) -> AIResult:
         """Build a result from ``{class_id: probability}``, deriving the top class."""
         class_ids = tuple(probabilities)
@@ -383,6 +392,8 @@ class AIResult:
             created_at=created_at or utc_now(),
             heatmap=heatmap,
             flags=tuple(flags),
+            ood_score=None if ood_score is None else float(ood_score),
+            in_distribution=None if in_distribution is None else bool(in_distribution),
         )
 
     @property
@@ -399,6 +410,8 @@ class AIResult:
             "top_class": self.top_class,
             "flags": list(self.flags),
             "created_at": to_iso(self.created_at),
+            "ood_score": self.ood_score,
+            "in_distribution": self.in_distribution,
         }
 
     def to_dict(self, include_heatmap_pixels: bool = False) -> dict[str, Any]:

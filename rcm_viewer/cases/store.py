@@ -177,6 +177,24 @@ def _unjson(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _pack_ai_flags(result: AIResult) -> list[Any]:
+    """The flags column: the caveat strings, plus one {"ood_score", "in_distribution"}
+    object when the model had an OOD check (kept in this JSON column: no schema change)."""
+    packed: list[Any] = list(result.flags)
+    if result.ood_score is not None or result.in_distribution is not None:
+        packed.append({"ood_score": result.ood_score, "in_distribution": result.in_distribution})
+    return packed
+
+
+def _unpack_ai_flags(items: list[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"flags": tuple(i for i in items if isinstance(i, str))}
+    for item in items:
+        if isinstance(item, dict):
+            out["ood_score"] = item.get("ood_score")
+            out["in_distribution"] = item.get("in_distribution")
+    return out
+
+
 def _check_text(name: str, value: Any, *, allow_none: bool = True, max_chars: int = 10_000) -> None:
     if value is None and allow_none:
         return
@@ -579,7 +597,7 @@ class CaseStore:
             top_class=row["top_class"],
             created_at=from_iso(row["created_at"]) or utc_now(),
             heatmap=heatmap,
-            flags=tuple(json.loads(row["flags"])),
+            **_unpack_ai_flags(json.loads(row["flags"])),
         )
 
     def _load_case(
@@ -1040,7 +1058,7 @@ class CaseStore:
                     json.dumps(list(ai_result.class_ids)),
                     json.dumps(list(ai_result.probabilities)),
                     ai_result.top_class,
-                    json.dumps(list(ai_result.flags)),
+                    json.dumps(_pack_ai_flags(ai_result)),
                     _json(heatmap.meta()) if heatmap else None,
                     heatmap.to_blob() if heatmap else None,
                     to_iso(ai_result.created_at),

@@ -58,6 +58,10 @@ class ClassificationRow:
             data[f"p_{class_id}"] = (
                 None if self.probabilities is None else round(self.probabilities[index], 6)
             )
+        ood = self.prediction.ood_score if self.prediction is not None else None
+        data["ood_score"] = None if ood is None else round(ood, 4)
+        data["in_distribution"] = (self.prediction.in_distribution
+                                   if self.prediction is not None else None)
         data.update(model=self.model_name, model_version=self.model_version,
                     weights_sha256=self.weights_sha256, seconds=round(self.seconds, 3),
                     backend=self.backend)
@@ -65,8 +69,8 @@ class ClassificationRow:
 
 
 def row_columns(class_ids: Sequence[str]) -> list[str]:
-    return ["path", "status", "top_class", *(f"p_{c}" for c in class_ids), "model",
-            "model_version", "weights_sha256", "seconds", "backend"]
+    return ["path", "status", "top_class", *(f"p_{c}" for c in class_ids), "ood_score",
+            "in_distribution", "model", "model_version", "weights_sha256", "seconds", "backend"]
 
 
 def classify_paths(

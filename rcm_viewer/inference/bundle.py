@@ -39,6 +39,8 @@ from rcm_viewer.inference.manifest import (
 if TYPE_CHECKING:
     import torch
 
+    from rcm_viewer.inference.ood import OodModel
+
 log = logging.getLogger(__name__)
 
 #: Names a file in ``models/`` that picks the default bundle when there are several.
@@ -80,6 +82,12 @@ class ModelBundle:
     def model_card(self) -> str:
         data = _read_file(self.model_card_path, self.path, MAX_TEXT_BYTES)
         return data.decode("utf-8", errors="replace")
+
+    def ood_model(self) -> OodModel | None:
+        """The sealed OOD statistics (inference/ood.py), or None when the bundle has none."""
+        from rcm_viewer.inference.ood import load_ood
+
+        return load_ood(self.path, self.manifest.ood_file, self.manifest.ood_sha256)
 
     def read_weights(self) -> bytes:
         """Weights bytes, checked against the manifest again (the file may have changed)."""
@@ -212,6 +220,8 @@ def load_bundle(bundle_dir: str | os.PathLike[str], *, verify: bool = True,
         bundle.read_weights()
         if manifest.onnx_file and _verify_onnx:
             bundle.read_onnx()
+    if manifest.ood_file:
+        bundle.ood_model()  # checks the seal of the OOD statistics (a changed byte refused)
     return bundle
 
 
@@ -232,6 +242,25 @@ def _check_regular(path: Path, bundle_dir: Path, limit: int) -> None:
         )
     if info.st_size > limit:
         raise ModelBundleError(f"{where} is too large ({_size_text(info.st_size)}): refused")
+
+
+def attach_ood(bundle_dir: str | os.PathLike[str], model: OodModel) -> ModelBundle:
+    """Write ``ood.npz`` into a bundle and re-seal its manifest (weights untouched)."""
+    from rcm_viewer.fileio import atomic_write
+    from rcm_viewer.inference.manifest import manifest_seal
+    from rcm_viewer.inference.ood import OOD_FILE
+
+    directory = Path(bundle_dir).expanduser()
+    read_manifest(directory)  # the bundle must be sound before it is re-sealed
+    data = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
+    payload = model.to_bytes()
+    atomic_write(directory / OOD_FILE, payload)
+    data.pop("manifest_sha256", None)
+    data["ood"] = {"file": OOD_FILE, "sha256": sha256_bytes(payload)}
+    data["manifest_sha256"] = manifest_seal(data)
+    atomic_write(directory / MANIFEST_NAME,
+                 (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return load_bundle(directory)
 
 
 def list_bundles(models_dir: str | os.PathLike[str] | None = None) -> list[BundleEntry]:

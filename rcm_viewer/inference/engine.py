@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rcm_viewer.errors import InferenceError
+from rcm_viewer.inference import ood as ood_scoring
 from rcm_viewer.inference.backends import load_backend
 from rcm_viewer.inference.bundle import ModelBundle
 from rcm_viewer.inference.manifest import NETWORK_STRIDE_PX, ModelManifest
@@ -285,6 +286,33 @@ class _Accumulator:
         self.boxes: list[tuple[int, int, int, int]] = []
         self.out_h = math.ceil(geometry.model_height / NETWORK_STRIDE_PX)
         self.out_w = math.ceil(geometry.model_width / NETWORK_STRIDE_PX)
+        # OOD (inference/ood.py): pooled layer-4 features and heatmap cells of each tile
+        self.ood_model = bundle.ood_model()
+        self.pooled: list[np.ndarray] = []
+        self.cells: list[tuple[int, int, int, int]] = []
+        self.keep_features = False
+
+    def add_pooled(self, tiles: list[_Tile], pooled: np.ndarray) -> None:
+        side = self.manifest.tile_px // NETWORK_STRIDE_PX
+        for tile, vector in zip(tiles, pooled, strict=True):
+            self.pooled.append(np.asarray(vector, dtype=np.float32))
+            self.cells.append((tile.row * self.step, tile.column * self.step, side, side))
+
+    def ood_fields(self) -> dict[str, object]:
+        kept = {"tile_features": np.stack(self.pooled)} if self.keep_features and self.pooled \
+            else {}
+        if self.ood_model is None or not self.pooled:
+            return {**kept,
+                    "ood_note": ood_scoring.NO_OOD_NOTE if self.ood_model is None else ""}
+            return {"ood_note": ood_scoring.NO_OOD_NOTE if self.ood_model is None else ""}
+        result = self.ood_model.assess(np.stack(self.pooled))
+        return {
+            **kept,
+            "ood_score": result.mosaic_score, "in_distribution": result.in_distribution,
+            "ood_tile_share": result.tile_share, "tile_ood_scores": result.tile_scores,
+            "ood_heatmap": ood_scoring.ood_heatmap(result.tile_scores, self.cells,
+                                                   (self.out_h, self.out_w)),
+        }
 
     def add(self, tiles: list[_Tile], logits: np.ndarray, cams: np.ndarray) -> None:
         m, f = self.manifest, self.geometry.factor
@@ -328,6 +356,7 @@ class _Accumulator:
             seconds=seconds,
             flags=tuple(flags),
             partial=partial,
+            **self.ood_fields(),  # type: ignore[arg-type]
             **self.base,  # type: ignore[arg-type]
         )
 
@@ -359,6 +388,7 @@ def classify_mosaic(
     device: str = "auto",
     batch_size: int = 16,
     backend: str = "auto",
+    keep_features: bool = False,
 ) -> Prediction:
     """Classify a whole mosaic; see the module docstring for the method.
 
@@ -372,6 +402,8 @@ def classify_mosaic(
     ``ClassificationCancelled`` is raised with the partial result. ``on_partial`` receives
     a partial ``Prediction`` after each batch, so a heatmap can fill in while it runs.
     A mosaic without tissue returns status ``STATUS_NO_TISSUE`` and no probabilities.
+    ``keep_features`` puts the pooled layer-4 features on ``Prediction.tile_features``
+    (fitting the OOD statistics, inference/ood_fit.py).
     """
     started = time.perf_counter()
     manifest = bundle.manifest
@@ -423,6 +455,7 @@ def classify_mosaic(
         )
 
     accumulator = _Accumulator(bundle, geometry, columns, rows, base)
+    accumulator.keep_features = keep_features
     batch = np.zeros((batch_size, tile_px, tile_px), dtype=np.float32)
     pending: list[_Tile] = []
     done = 0
@@ -443,6 +476,7 @@ def classify_mosaic(
             raise cancelled()
         n = len(pending)
         logits, features = runner.run(model_input(batch[:n], manifest))
+        accumulator.add_pooled(pending, features.mean(axis=(2, 3)))  # OOD: pooled layer 4
         accumulator.add(pending, logits, class_activation_maps(features, runner.fc_weight))
         pending.clear()
         done += n

@@ -127,6 +127,10 @@ class ModelManifest:
     onnx_file: str = ""
     onnx_sha256: str = ""
     onnx_bytes: int = 0
+    #: Out-of-distribution statistics (inference/ood.py), sealed like the weights; None
+    #: for a bundle without them.
+    ood_file: str | None = None
+    ood_sha256: str | None = None
 
     @property
     def n_classes(self) -> int:
@@ -183,6 +187,8 @@ class ModelManifest:
             "created": self.created,
             **({"onnx": onnx_entry(self.onnx_file, self.onnx_sha256, self.onnx_bytes)}
                if self.onnx_file else {}),
+            **({"ood": {"file": self.ood_file, "sha256": self.ood_sha256}}
+               if self.ood_file else {}),
         }
 
     def sealed_dict(self) -> dict[str, Any]:
@@ -369,7 +375,21 @@ def parse_manifest(data: Any, where: str = MANIFEST_NAME, *, check_seal: bool = 
         onnx_file=onnx_file,
         onnx_sha256=onnx_sha,
         onnx_bytes=onnx_bytes,
+        **_parse_ood(r, where),
     )
+
+
+def _parse_ood(r: _Reader, where: str) -> dict[str, str]:
+    """The optional ``ood`` entry: {file, sha256} of the sealed OOD statistics."""
+    if "ood" not in r.data:
+        return {}
+    ood = r.child("ood")
+    name, digest = ood.text("file"), ood.text("sha256").lower()
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise ModelBundleError(f"{where}: 'ood.file' must be a file name inside the bundle")
+    if not _is_sha256(digest):
+        raise ModelBundleError(f"{where}: 'ood.sha256' is not a SHA-256 hex digest")
+    return {"ood_file": name, "ood_sha256": digest}
 
 
 def build_manifest(

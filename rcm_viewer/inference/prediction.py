@@ -83,6 +83,21 @@ class Prediction:
     mosaic_size: tuple[int, int] = (0, 0)
     #: True for a streamed snapshot (on_partial) or the result carried by a cancellation.
     partial: bool = False
+    #: Out-of-distribution check (inference/ood.py), None when the model has no statistics:
+    #: mean tile score / mosaic threshold (1.0 = the edge of what the model has seen).
+    ood_score: float | None = None
+    #: False when the mosaic (or more than a quarter of its tissue tiles) is outside.
+    in_distribution: bool | None = None
+    #: Share of tissue tiles over the tile threshold.
+    ood_tile_share: float | None = None
+    #: (n_tiles,) float32 tile score / tile threshold, in ``tile_boxes`` order.
+    tile_ood_scores: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: (H, W) float32 in 0-1 on the heatmap grid: 0 in distribution, >0 over the threshold.
+    ood_heatmap: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: (n_tiles, K) pooled layer-4 features, only with ``classify_mosaic(keep_features=True)``.
+    tile_features: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: Why there is no OOD check (e.g. the model has no statistics), or "".
+    ood_note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -131,6 +146,11 @@ class Prediction:
             "device": self.device,
             "backend": self.backend,
             "partial": self.partial,
+            "ood_score": None if self.ood_score is None else round(self.ood_score, 4),
+            "in_distribution": self.in_distribution,
+            "ood_tile_share": (None if self.ood_tile_share is None
+                               else round(self.ood_tile_share, 4)),
+            "ood_note": self.ood_note,
         }
 
 

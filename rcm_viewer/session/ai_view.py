@@ -42,6 +42,13 @@ class AIView:
     heatmap_span: tuple[float, float] = (0.0, 0.0)  # level-0 (width, height) it covers
     detail: str = ""
     partial: bool = False
+    #: Out-of-distribution check (inference/ood.py); None = the model has none.
+    ood_score: float | None = None
+    in_distribution: bool | None = None
+    ood_tile_share: float | None = None
+    ood_heatmap: np.ndarray | None = None  # (rows, columns) in 0-1, same grid as heatmap
+    #: Optional scale check (engine.check_scale): "" or one sentence.
+    scale_note: str = ""
 
     @property
     def top_class(self) -> str | None:
@@ -82,6 +89,10 @@ def view_from_prediction(prediction: Prediction) -> AIView:
         prediction_span(prediction),
         detail.strip(),
         bool(prediction.partial),
+        prediction.ood_score,
+        prediction.in_distribution,
+        prediction.ood_tile_share,
+        prediction.ood_heatmap,
     )
 
 
@@ -110,6 +121,8 @@ def view_from_stored(result: AIResult) -> AIView:
         heatmap,
         span,
         f"Saved result from {result.created_at:%Y-%m-%d %H:%M}.",
+        ood_score=result.ood_score,
+        in_distribution=result.in_distribution,
     )
 
 
@@ -136,4 +149,6 @@ def stored_from_prediction(prediction: Prediction) -> AIResult:
         dict(zip(prediction.class_ids, prediction.probabilities, strict=True)),
         heatmap=heatmap,
         flags=flags,
+        ood_score=prediction.ood_score,
+        in_distribution=prediction.in_distribution,
     )

@@ -109,6 +109,9 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     from rcm_viewer.inference.backends import add_backend_option
 
     add_backend_option(p)
+    p.add_argument("--foreign", type=Path, action="append", default=[], metavar="DIR",
+                   help="also report the out-of-distribution rate on the images of DIR "
+                        "(repeatable; e.g. another device, body site or modality)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -116,5 +119,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rcm_viewer.training.evaluation import evaluate
 
     evaluate(args.data_dir, args.model, split=args.split, out_dir=args.out, device=args.device,
-             progress=lambda line: print(line, flush=True), backend=args.backend)
+             progress=lambda line: print(line, flush=True), backend=args.backend,
+             foreign=args.foreign)
+    return EXIT_OK
+
+
+def add_fit_ood_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fit-ood",
+        help="fit a bundle's out-of-distribution statistics on in-distribution mosaics",
+        description=(
+            "Give an existing bundle an out-of-distribution check: classify the mosaics of "
+            "DATA_DIR/<class>/ (data like the training data, not used in training), fit "
+            "class-conditional Gaussians to half of them (Mahalanobis distance of the pooled "
+            "layer-4 features), set the thresholds at the 99th percentile of the other half, "
+            "and write ood.npz into the bundle, sealed in its manifest. The weights are not "
+            "touched."
+        ),
+    )
+    p.add_argument("bundle_dir", type=Path, help="model bundle folder")
+    p.add_argument("data_dir", type=Path, help="folder with one sub-folder per class")
+    p.add_argument("--heldout-fraction", type=float, default=0.5, metavar="F",
+                   help="share of each class kept apart for the thresholds (default 0.5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.set_defaults(func=cmd_fit_ood)
+
+
+def cmd_fit_ood(args: argparse.Namespace) -> int:
+    from rcm_viewer.training.ood_fit import fit_bundle_from_folder
+
+    fit_bundle_from_folder(args.bundle_dir, args.data_dir,
+                           heldout_fraction=args.heldout_fraction, seed=args.seed,
+                           device=args.device, progress=lambda line: print(line, flush=True))
     return EXIT_OK

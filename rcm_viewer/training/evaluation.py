@@ -64,11 +64,14 @@ def _records(data_dir: Path, model_dir: Path, split: str, class_ids: Sequence[st
 def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
              out_dir: Path | None = None, device: str = "auto",
              progress: Callable[[str], None] | None = print,
-             backend: str = "auto") -> EvaluationResult:
+             backend: str = "auto", foreign: Sequence[Path] = ()) -> EvaluationResult:
     """Classify every mosaic of the split and write the metrics and plots.
 
     ``backend``: the inference runtime for tile models (backends.py); whole-mosaic models
-    always run in torch."""
+    always run in torch. With OOD statistics in the bundle, the share of mosaics flagged
+    out of distribution is reported for the split (``ood_rate``) and for each ``foreign``
+    folder.
+    """
     from rcm_viewer.inference.engine import classify_mosaic, softmax
     from rcm_viewer.inference.network import load_network, resolve_device
     from rcm_viewer.inference.prediction import STATUS_OK
@@ -90,6 +93,7 @@ def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
     rows: list[dict[str, Any]] = []
     probabilities: list[np.ndarray] = []
     true: list[int] = []
+    ood_flags: list[bool] = []  # OOD: one per classified mosaic of the split
     torch_device = resolve_device(device) if whole else None
     ran: set[str] = {"torch-fp32"} if whole else set()
     for i, record in enumerate(records, start=1):
@@ -116,6 +120,8 @@ def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
                          "status": status})
             continue
         k = int(np.argmax(p))
+        if not whole and prediction.in_distribution is not None:
+            ood_flags.append(not prediction.in_distribution)
         probabilities.append(p)
         true.append(class_ids.index(record.class_id))
         rows.append({"path": record.path, "true": record.class_id,
@@ -134,10 +140,36 @@ def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
         "input": "whole_mosaic" if whole else "tiles",
         "backend": ", ".join(sorted(ran)),
     })
+    metrics.update(_ood_metrics(bundle, ood_flags, foreign, device, say))
     files = _write_outputs(out_dir, metrics, rows, true, probs, class_ids)
     say(f"accuracy {metrics['accuracy']:.3f}, balanced accuracy "
         f"{metrics['balanced_accuracy']:.3f} on {metrics['n']} mosaics; report in {out_dir}")
     return EvaluationResult(metrics, out_dir, files)
+
+
+def _ood_metrics(bundle: Any, flags: Sequence[bool], foreign: Sequence[Path], device: str,
+                 say: Callable[[str], None]) -> dict[str, Any]:
+    """OOD rate on the split and on each foreign folder (None: no OOD statistics)."""
+    from rcm_viewer.mosaic.sniff import is_openable_name
+    from rcm_viewer.training.ood_fit import ood_rate
+
+    if bundle.manifest.ood_file is None:
+        if foreign:
+            say("this model has no out-of-distribution statistics: no OOD rate "
+                "(rcm-viewer fit-ood adds them)")
+        return {"ood_rate": None, "ood_foreign": {}}
+    out: dict[str, Any] = {
+        "ood_rate": round(sum(flags) / len(flags), 4) if flags else None,
+        "ood_flagged": int(sum(flags)), "ood_checked": len(flags), "ood_foreign": {},
+    }
+    say(f"out of distribution: {out['ood_flagged']}/{out['ood_checked']} mosaics of the split")
+    for folder in foreign:
+        paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and
+                       is_openable_name(p))
+        rate = ood_rate(bundle, paths, device=device)
+        out["ood_foreign"][str(folder)] = rate
+        say(f"out of distribution in {folder}: {rate['flagged']}/{rate['mosaics']} images")
+    return out
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -180,6 +212,12 @@ def render_markdown(metrics: dict[str, Any]) -> str:
               "|---|" + "---|" * len(class_ids)]
     for c, row in zip(class_ids, metrics["confusion_matrix"], strict=True):
         lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
+    if metrics.get("ood_rate") is not None:
+        lines += ["", f"Out of distribution (OOD check): {_fmt(metrics['ood_rate'])} of the "
+                  f"split's mosaics ({metrics['ood_flagged']}/{metrics['ood_checked']})."]
+    for folder, rate in (metrics.get("ood_foreign") or {}).items():
+        lines.append(f"- foreign `{folder}`: {_fmt(rate['ood_rate'])} flagged "
+                     f"({rate['flagged']}/{rate['mosaics']})")
     if metrics.get("synthetic_model"):
         lines += ["", "Model trained on synthetic images, no patient data, not for diagnosis."]
     return "\n".join(lines) + "\n"

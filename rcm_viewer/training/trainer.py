@@ -785,10 +785,39 @@ def _export(config: TrainingConfig, class_ids: Sequence[str], data: DataSet,
         f"{metrics['validation_accuracy']:.3f}, temperature {temperature:.3f})"
     ))
     load_bundle(bundle.path)
+    if not config.whole_mosaic:
+        bundle = _fit_ood(bundle, config, data, device, progress)
     result.temperature = temperature
     result.validation_metrics = metrics
     result.bundle_dir = bundle.path
     return result
+
+
+#: Training mosaics per class whose tiles the OOD statistics are fitted on.
+OOD_FIT_PER_CLASS = 40
+
+
+def _fit_ood(bundle: Any, config: TrainingConfig, data: DataSet, device: torch.device,
+             progress: Progress | None) -> Any:
+    """Fit the OOD statistics (training tiles) and thresholds (validation split)."""
+    from rcm_viewer.inference.bundle import attach_ood
+    from rcm_viewer.training.ood_fit import fit_from_items
+
+    rng = np.random.default_rng(config.seed)
+    fit: list[tuple[Path, str]] = []
+    for class_id in bundle.manifest.class_ids:
+        mine = [r for r in data.in_split("train") if r.class_id == class_id]
+        for i in rng.permutation(len(mine))[:OOD_FIT_PER_CLASS]:
+            fit.append((mine[i].absolute(config.data_dir), class_id))
+    held = [(r.absolute(config.data_dir), r.class_id) for r in data.in_split("validation")]
+    _say(progress, f"fitting the out-of-distribution check on {len(fit)} training mosaics, "
+                   f"thresholds on {len(held)} validation mosaics")
+    try:
+        model = fit_from_items(bundle, fit, held, device=str(device))
+    except TrainingError as exc:
+        _say(progress, f"no out-of-distribution statistics: {exc}")
+        return bundle
+    return attach_ood(bundle.path, model)
 
 
 def config_to_dict(config: TrainingConfig) -> dict[str, Any]:

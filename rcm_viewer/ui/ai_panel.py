@@ -45,6 +45,34 @@ REGION_METHODS = [
 
 ResultView = AIView  # the panel shows the canonical view of a result
 
+#: Data of the heatmap selector's out-of-distribution layer (not a class id).
+OOD_LAYER = "__ood__"
+OOD_LAYER_NAME = "Tiles unlike the training data (OOD)"
+GREY_BRUSH = (120, 120, 120)
+
+
+def ood_message(result: ResultView) -> tuple[str, bool]:
+    """The panel's words on the OOD check, and whether the probabilities are to be greyed."""
+    if result.in_distribution is None:
+        if result.probabilities is None:
+            return "", False
+        return ("This model has no out-of-distribution statistics: it cannot say when an "
+                "image is unlike what it was trained on.", False)
+    share = result.ood_tile_share or 0.0
+    score = result.ood_score or 0.0
+    if not result.in_distribution:
+        return (f"Outside what the model was trained on: this mosaic does not resemble its "
+                f"training images (OOD score {score:.1f}; 1.0 is the limit; {share:.0%} of "
+                "the tissue tiles are outside). The probabilities are not meaningful here: "
+                "check the pixel size, the device and the image type.", True)
+    if share > 0:
+        return (f"{share:.0%} of the tissue tiles are outside what the model was trained on "
+                f"(see the heatmap layer '{OOD_LAYER_NAME}'); the rest of the mosaic "
+                f"resembles its training images (OOD score {score:.2f}; 1.0 is the limit).",
+                False)
+    return (f"The mosaic resembles the model's training images (OOD score {score:.2f}; 1.0 "
+            "is the limit).", False)
+
 
 class ColorLegend(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -112,6 +140,15 @@ class AIPanel(QWidget):
         self._bar_texts: list[pg.TextItem] = []
         self.summary_label = QLabel("")
         self.summary_label.setWordWrap(True)
+        self.ood_label = QLabel("")
+        self.ood_label.setObjectName("OodWarning")
+        self.ood_label.setWordWrap(True)
+        self.ood_label.setToolTip("Out-of-distribution check: how much the tissue tiles "
+                                  "resemble the images the model was trained on")
+        self.ood_label.setVisible(False)
+        self.scale_label = QLabel("")
+        self.scale_label.setWordWrap(True)
+        self.scale_label.setVisible(False)
 
         self.show_heatmap = QCheckBox("Show heatmap (H)")
         self.show_heatmap.setChecked(True)
@@ -179,7 +216,9 @@ class AIPanel(QWidget):
         layout.addWidget(self.banner)
         layout.addLayout(run_row)
         layout.addWidget(self.model_label)
+        layout.addWidget(self.ood_label)
         layout.addWidget(self.plot)
+        layout.addWidget(self.scale_label)
         layout.addWidget(self.summary_label)
         self.summary_label.setMinimumHeight(self.summary_label.fontMetrics().height() * 3)
         layout.addLayout(heat_row)
@@ -224,6 +263,8 @@ class AIPanel(QWidget):
             self.plot.removeItem(text)
         self._bar_texts = []
         self.summary_label.setText("")
+        self.ood_label.setVisible(False)
+        self.set_scale_note("")
         self.model_label.setText("No model run yet.")
         self.banner.setVisible(False)
         self.class_combo.clear()
@@ -246,11 +287,18 @@ class AIPanel(QWidget):
         ticks = [(n - 1 - i, name) for i, name in enumerate(result.class_names)]
         self.plot.getAxis("left").setTicks([ticks])
         self.plot.setYRange(-0.6, n - 0.4, padding=0)
+        ood_text, grey = ood_message(result)
+        self.ood_label.setText(ood_text)
+        self.ood_label.setVisible(bool(ood_text))
+        self.ood_label.setStyleSheet("font-weight: bold; color: #e0a040;" if grey else "")
+        self.set_scale_note(result.scale_note)
         if result.probabilities is not None:
             probs = list(result.probabilities)
             top = int(np.argmax(probs))
             brushes = [pg.mkBrush(230, 150, 60) if i == top else pg.mkBrush(90, 150, 230)
                        for i in range(n)]
+            if grey:
+                brushes = [pg.mkBrush(*GREY_BRUSH) for _ in range(n)]
             self.bars.setOpts(x0=[0] * n, y=[n - 1 - i for i in range(n)], width=probs,
                               brushes=brushes)
             for i, p in enumerate(probs):
@@ -259,6 +307,8 @@ class AIPanel(QWidget):
                 self.plot.addItem(text)
                 self._bar_texts.append(text)
             lead = "Partial result, still running: " if result.partial else ""
+            if grey:
+                lead += "Not meaningful (outside the training data): "
             self.summary_label.setText(
                 f"{lead}Most likely: {result.class_names[top]} ({probs[top] * 100:.0f}%). "
                 f"{result.detail}")
@@ -269,6 +319,8 @@ class AIPanel(QWidget):
         self.class_combo.clear()
         for cid, name in zip(result.class_ids, result.class_names, strict=True):
             self.class_combo.addItem(name, cid)
+        if result.ood_heatmap is not None:
+            self.class_combo.addItem(OOD_LAYER_NAME, OOD_LAYER)
         index = self.class_combo.findData(previous_class)
         if index < 0 and result.probabilities is not None:
             index = int(np.argmax(result.probabilities))
@@ -294,11 +346,19 @@ class AIPanel(QWidget):
         if result is None or result.heatmap is None or not self.show_heatmap.isChecked():
             return None
         cid = self.class_combo.currentData()
-        if cid is None or cid not in result.class_ids:
+        if cid == OOD_LAYER and result.ood_heatmap is not None:
+            plane = result.ood_heatmap
+        elif cid is None or cid not in result.class_ids:
             return None
-        plane = result.heatmap[result.class_ids.index(cid)]
+        else:
+            plane = result.heatmap[result.class_ids.index(cid)]
         image = heatmap_image(plane, self.colormap.currentText(), self.threshold.value() / 100)
         return image, result.heatmap_span
+
+    def set_scale_note(self, text: str) -> None:
+        """Show the optional scale check (engine.check_scale) in words, or hide it."""
+        self.scale_label.setText(text)
+        self.scale_label.setVisible(bool(text))
 
     def opacity_value(self) -> float:
         return self.opacity.value() / 100.0
