@@ -12,8 +12,8 @@ from rcm_test_helpers import run_cli
 from rcm_viewer.cli import main
 from rcm_viewer.inference import ModelBundle, classify_paths
 
-COLUMNS = ["path", "status", "top_class", "p_melanoma", "p_bcc", "p_naevus", "model",
-           "model_version", "weights_sha256", "seconds", "backend"]
+COLUMNS = ["path", "status", "top_class", "p_melanoma", "p_bcc", "p_naevus", "ood_score",
+           "in_distribution", "model", "model_version", "weights_sha256", "seconds", "backend"]
 
 
 def test_json_rows_with_a_bad_file_among_good_ones(
