@@ -185,24 +185,44 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _add_classify_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "classify",
-        help="classify mosaics with the ResNet (melanoma / bcc / naevus probabilities)",
+        help="classify mosaics or folders of them (melanoma / bcc / naevus probabilities)",
         description=(
-            "Classify each MOSAIC with a model bundle (default: the bundled model) and print "
-            "one row per file: status, top class, one calibrated probability per class, "
-            "model name, version and weights checksum, seconds. A file that cannot be "
-            "classified gets its row with the one-line reason and the others go on. Exit "
-            "code 0 when every file was classified, 2 otherwise. Reader-assist output, not a "
-            "diagnosis."
+            "Classify each mosaic file, or every mosaic in each folder, with a model bundle "
+            "(default: the bundled model). One row per file: path, sha256, status (ok or the "
+            "one-line reason), width, height, pixel size and its source, model name, version "
+            "and weights checksum, one probability per class, top class, seconds. Rows are "
+            "appended as each file finishes (the file stays valid if the run is killed). "
+            "Exit code 0 when every file was classified, 3 when some could not be (listed "
+            "at the end), 2 for bad usage. Reader-assist output, not a diagnosis."
         ),
     )
-    p.add_argument("mosaics", nargs="+", type=Path, metavar="MOSAIC", help="mosaic file(s)")
+    p.add_argument("mosaics", nargs="+", type=Path, metavar="PATH",
+                   help="mosaic file(s) and/or folder(s) of mosaics")
+    p.add_argument("--recursive", "-r", action="store_true",
+                   help="also look in the folders' subfolders")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB",
+                   help="in folders, only files whose name (or path below the folder) "
+                        "matches GLOB; may be repeated")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="in folders, leave out files matching GLOB; may be repeated")
     p.add_argument("--model", type=Path, default=None, metavar="DIR",
                    help="model bundle folder (default: the bundled model)")
     p.add_argument("--out", type=Path, default=None, metavar="FILE",
-                   help="write rows to FILE.json (list of objects) or FILE.csv (with header) "
-                        "instead of a table on stdout")
+                   help="append rows to FILE.csv (with header), FILE.json (an array) or "
+                        "FILE.jsonl (one object per line) instead of a table on stdout")
+    p.add_argument("--heatmaps", type=Path, default=None, metavar="DIR",
+                   help="also write each heatmap to DIR: a PNG overlay on the overview and "
+                        "a float32 TIFF in mosaic coordinates")
+    p.add_argument("--resume", action="store_true",
+                   help="keep --out's rows and skip files whose content already has an ok "
+                        "row from the same model weights")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="take only every N-th file of the sorted list, starting with the "
+                        "I-th (1-based): N machines share a folder, outputs concatenate")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr")
     p.add_argument("--pixel-size-um", type=float, default=None, metavar="F",
-                   help="µm per pixel of every MOSAIC (needed when a file does not record it)")
+                   help="µm per pixel of every mosaic (needed when a file does not record "
+                        "it; overrides what the files say)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the network runs (default: cuda when available)")
     from rcm_viewer.inference.backends import add_backend_option
@@ -211,39 +231,133 @@ def _add_classify_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_classify)
 
 
-def _cmd_classify(args: argparse.Namespace) -> int:
-    from rcm_viewer.inference import (
-        classify_paths,
-        default_bundle_dir,
-        format_table,
-        load_bundle,
-        write_rows,
-    )
+EXIT_SOME_FAILED = 3
 
-    if args.out is not None and args.out.suffix.lower() not in (".json", ".csv"):
-        raise RcmError(f"{args.out.name}: --out must end in .json or .csv")
+
+class _ClassifyProgress:
+    """The progress line on stderr: files done / total, current file, ETA."""
+
+    def __init__(self, scan: object, quiet: bool) -> None:
+        import time
+
+        self.scan = scan
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.done = 0
+        self.classified_seconds: list[float] = []
+
+    def line(self, index: int, path: Path) -> None:
+        import time
+
+        from rcm_viewer.inference.batch import format_eta, printable
+
+        if self.quiet:
+            return
+        total = getattr(self.scan, "total", None)
+        eta = ""
+        if total and self.done:
+            per_file = (time.monotonic() - self.started) / self.done
+            eta = f", ETA {format_eta(per_file * (total - index))}"
+        text = f"[{index + 1}/{total or '?'}] {printable(str(path))}{eta}"
+        if self.tty:
+            print("\r\x1b[K" + text[:200], end="", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.tty and not self.quiet:
+            print(file=sys.stderr, flush=True)
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from rcm_viewer.inference import default_bundle_dir, load_bundle
+    from rcm_viewer.inference.batch import (
+        FileScan,
+        RowWriter,
+        check_output_path,
+        classify_paths,
+        format_table,
+        parse_shard,
+        printable,
+    )
+    from rcm_viewer.mosaic.model import MAX_PIXEL_SIZE_UM, MIN_PIXEL_SIZE_UM
+
+    # Everything that is wrong with the command itself fails here, before any work.
+    if args.out is not None:
+        check_output_path(args.out)
+    elif args.resume:
+        raise RcmError("--resume needs --out (the file whose rows it keeps)")
+    if args.heatmaps is not None and args.heatmaps.exists() and not args.heatmaps.is_dir():
+        raise RcmError(f"--heatmaps {printable(str(args.heatmaps))} is a file, not a folder")
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    if args.pixel_size_um is not None and not (
+        MIN_PIXEL_SIZE_UM <= args.pixel_size_um <= MAX_PIXEL_SIZE_UM
+    ):
+        raise RcmError(f"--pixel-size-um {args.pixel_size_um:g} is not plausible for a "
+                       f"confocal mosaic ({MIN_PIXEL_SIZE_UM:g}-{MAX_PIXEL_SIZE_UM:g} µm/px)")
     bundle = load_bundle(args.model if args.model is not None else default_bundle_dir())
     manifest = bundle.manifest
     if manifest.synthetic:
         print(f"rcm-viewer: note: {manifest.display_name}: a demonstration model; its "
               "probabilities say nothing about real lesions", file=sys.stderr)
-    rows = []
-    for row in classify_paths(args.mosaics, bundle, pixel_size_um=args.pixel_size_um,
-                              device=args.device, backend=args.backend):
-        rows.append(row)
-        if not row.ok:
-            said = row.status if row.path.name in row.status else f"{row.path}: {row.status}"
-            print(f"rcm-viewer: error: {said}", file=sys.stderr)
-        if args.out is not None:
-            write_rows(rows, args.out, manifest.class_ids)  # after each file: nothing lost
-    if rows:
-        print(f"rcm-viewer: note: backend {rows[0].backend}", file=sys.stderr)
-    if args.out is None:
-        print(format_table(rows, manifest.class_ids))
+    writer = None
+    if args.out is not None:
+        writer = RowWriter(args.out, manifest.class_ids, weights_sha256=manifest.weights_sha256,
+                           resume=args.resume)
+    scan = FileScan(args.mosaics, recursive=args.recursive, include=args.include,
+                    exclude=args.exclude, shard=shard)
+    progress = _ClassifyProgress(scan, args.quiet)
+    table_rows = []
+    failed: list[tuple[Path, str]] = []
+    n_rows = n_skipped = 0
+    backend = ""
+    skip = writer.done.__contains__ if writer is not None and args.resume else None
+    try:
+        for row in classify_paths(scan, bundle, pixel_size_um=args.pixel_size_um,
+                                  device=args.device, backend=args.backend,
+                                  on_file=progress.line,
+                                  skip_sha256=skip, heatmaps_dir=args.heatmaps):
+            progress.done += 1
+            if row.skipped:
+                n_skipped += 1
+                continue
+            n_rows += 1
+            backend = row.backend or backend
+            if not row.ok:
+                failed.append((row.path, row.status))
+            if writer is not None:
+                writer.write(row)  # appended, flushed and fsynced: nothing finished is lost
+            else:
+                table_rows.append(dataclasses.replace(row, prediction=None))
+    finally:
+        progress.finish()
+        if writer is not None:
+            writer.close()
+    if n_rows and not args.quiet:
+        if backend:
+            print(f"rcm-viewer: note: backend {backend}", file=sys.stderr)
+    if writer is None:
+        print(format_table(table_rows, manifest.class_ids))
     else:
-        ok = sum(r.ok for r in rows)
-        print(f"wrote {args.out} ({len(rows)} mosaic(s), {ok} classified)")
-    return EXIT_OK if all(r.ok for r in rows) else EXIT_BAD_INPUT
+        print(f"wrote {printable(str(args.out))} ({n_rows} mosaic(s), "
+              f"{n_rows - len(failed)} classified"
+              + (f", {n_skipped} already there" if n_skipped else "") + ")")
+    if scan.ignored and not args.quiet:
+        print(f"rcm-viewer: note: {scan.ignored} file(s) in the folder(s) are not mosaic "
+              "images by their name and were left out", file=sys.stderr)
+    if n_rows == 0 and n_skipped == 0:
+        print("rcm-viewer: note: no mosaic files found", file=sys.stderr)
+    for path, status in failed:
+        said = status if printable(path.name) in status else f"{printable(str(path))}: {status}"
+        print(f"rcm-viewer: error: {said}", file=sys.stderr)
+    if failed:
+        print(f"rcm-viewer: {len(failed)} of {n_rows} file(s) could not be classified",
+              file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- export-onnx
