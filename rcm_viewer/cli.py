@@ -336,9 +336,8 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         progress.finish()
         if writer is not None:
             writer.close()
-    if n_rows and not args.quiet:
-        if backend:
-            print(f"rcm-viewer: note: backend {backend}", file=sys.stderr)
+    if n_rows and not args.quiet and backend:
+        print(f"rcm-viewer: note: backend {backend}", file=sys.stderr)
     if writer is None:
         print(format_table(table_rows, manifest.class_ids))
     else:

@@ -38,6 +38,7 @@ import stat
 import threading
 import time
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,7 +297,10 @@ def _message(status: str, path: Path) -> str:
     """One line; the file's name (which may hold a newline) escaped where it appears."""
     name = path.name
     if name and not name.isprintable():
-        status = status.replace(str(path), printable(str(path))).replace(name, printable(name))
+        safe = printable(name)
+        squashed = " ".join(name.split())  # what other rooms' one-line messages made of it
+        for raw in (str(path), name, squashed):
+            status = status.replace(raw, safe if raw != str(path) else printable(raw))
     return one_line_reason(status, 500)
 
 
@@ -331,9 +335,15 @@ def classify_paths(
     manifest = bundle.manifest
     # A missing GPU or a damaged model is the same for every file: fail once, up front.
     try:
-        runner = load_backend(bundle, backend, device, batch_size=batch_size)
+        # torch warns about a refused pickle on stderr in several lines: log, do not print
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runner = load_backend(bundle, backend, device, batch_size=batch_size)
     except ModelBundleError as exc:
         raise ModelBundleError(one_line_reason(str(exc))) from None
+    finally:
+        for warning in locals().get("caught") or ():
+            log.warning("loading %s: %s", bundle.path, warning.message)
     heat_dir = None if heatmaps_dir is None else Path(heatmaps_dir)
     if heat_dir is not None:
         _check_folder(heat_dir, "--heatmaps")
@@ -525,7 +535,8 @@ def _parse_number(text: str) -> Any:
 def read_rows(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The rows of an output file, tolerating a row cut off by a crash (it is dropped).
 
-    CSV values come back as text except numbers (cells are as written: neutralised).
+    CSV values come back as text except numbers, empty cells as None (cells are as
+    written: neutralised).
     """
     target = Path(out)
     if not target.exists():
@@ -540,7 +551,8 @@ def read_rows(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
         for row in reader:
             if None in row or any(v is None for v in row.values()):
                 continue  # short or long row: damaged
-            rows.append({k: (_parse_number(v) if _is_numeric(k) else v) for k, v in row.items()})
+            rows.append({k: None if v == "" else _parse_number(v) if _is_numeric(k) else v
+                         for k, v in row.items()})
         return rows
     for line in data.splitlines():
         line = line.strip().rstrip(",")

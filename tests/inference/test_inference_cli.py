@@ -12,8 +12,9 @@ from rcm_test_helpers import run_cli
 from rcm_viewer.cli import main
 from rcm_viewer.inference import ModelBundle, classify_paths
 
-COLUMNS = ["path", "status", "top_class", "p_melanoma", "p_bcc", "p_naevus", "ood_score",
-           "in_distribution", "model", "model_version", "weights_sha256", "seconds", "backend"]
+COLUMNS = ["path", "sha256", "status", "width", "height", "pixel_size_um", "pixel_size_source",
+           "model", "model_version", "weights_sha256", "p_melanoma", "p_bcc", "p_naevus",
+           "top_class", "ood_score", "in_distribution", "seconds", "backend"]
 
 
 def test_json_rows_with_a_bad_file_among_good_ones(
@@ -25,7 +26,7 @@ def test_json_rows_with_a_bad_file_among_good_ones(
               mosaic_files["black"], tmp_path / "missing.tif", mosaic_files["rgb"]]
     code = main(["classify", *map(str, inputs), "--model", str(random_bundle.path),
                  "--out", str(out), "--device", "cpu"])
-    assert code == 2
+    assert code == 3
     rows = json.loads(out.read_text(encoding="utf-8"))
     assert [Path(r["path"]).name for r in rows] == [p.name for p in inputs]
     assert all(list(r) == COLUMNS for r in rows)
@@ -71,7 +72,7 @@ def test_table_on_stdout_without_out(random_bundle: ModelBundle, mosaic_files: d
                                      capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["classify", str(mosaic_files["gray_512"]), str(mosaic_files["blank"]),
                  "--model", str(random_bundle.path)])
-    assert code == 2
+    assert code == 3
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["file", "top_class", "p_melanoma", "p_bcc", "p_naevus",
                                 "seconds", "status"]
@@ -90,7 +91,7 @@ def test_model_problems_stop_before_any_row(mosaic_files: dict, tmp_path: Path,
     assert main(["classify", str(mosaic_files["composite"])]) == 2
     assert "no classifier model is installed" in capsys.readouterr().err
     assert main(["classify", str(mosaic_files["composite"]), "--out", "x.txt"]) == 2
-    assert "--out must end in .json or .csv" in capsys.readouterr().err
+    assert "--out must end in .csv, .json or .jsonl" in capsys.readouterr().err
 
 
 def test_classify_paths_reports_progress_per_file(random_bundle: ModelBundle,
