@@ -477,7 +477,7 @@ class BatchDialog(QDialog):
 
     def start(self) -> None:
         """Check the inputs, then run the batch in a worker (returns at once)."""
-        from rcm_viewer.inference import load_bundle
+        from rcm_viewer.inference import load_bundle, read_manifest
         from rcm_viewer.inference.batch import FileScan, RowWriter, check_output_path
 
         if self._job is not None:
@@ -493,11 +493,11 @@ class BatchDialog(QDialog):
                 check_output_path(output)
             if not model_dir:
                 raise RcmError("No classifier model is installed: add a model bundle first.")
-            bundle = load_bundle(model_dir)
+            manifest = read_manifest(model_dir)  # the weights are hashed in the worker
         except RcmError as exc:
             self._error(str(exc))
             return
-        class_ids = bundle.manifest.class_ids
+        class_ids = manifest.class_ids
         if class_ids != self.results.class_ids:
             self.results.set_classes(class_ids)
             self._apply_delegates()
@@ -514,6 +514,7 @@ class BatchDialog(QDialog):
             from rcm_viewer.inference.batch import classify_paths
 
             emit = holder["job"].signals.partial.emit
+            bundle = load_bundle(model_dir)  # verifies the weights' checksum: not in the GUI
 
             def wait_if_paused() -> bool:
                 while paused.is_set() and not cancelled():
