@@ -190,8 +190,13 @@ class BatchFilterModel(QSortFilterProxyModel):
         self.top_class: str | None = None
 
     def set_filter(self, status: str, top_class: str | None) -> None:
-        self.show_status, self.top_class = status, top_class
-        self.invalidateRowsFilter()
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9; invalidateFilter is deprecated
+            self.beginFilterChange()
+            self.show_status, self.top_class = status, top_class
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:  # pragma: no cover - older Qt
+            self.show_status, self.top_class = status, top_class
+            self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int,  # noqa: N802
                          source_parent: QModelIndex | QPersistentModelIndex) -> bool:
