@@ -78,6 +78,9 @@ class MosaicView(QGraphicsView):
     viewChanged = Signal()
     cursorMoved = Signal(float, float)  # level-0 pixel coordinates
     levelChanged = Signal(int)
+    #: After each painted frame: the visible scene rect (level-0 px) and the zoom. For the
+    #: reading aids (review coverage); a slot must stay well under a millisecond.
+    frameShown = Signal(QRectF, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -132,6 +135,9 @@ class MosaicView(QGraphicsView):
         self.horizontalScrollBar().valueChanged.connect(self._emit_view_changed)
         self.verticalScrollBar().valueChanged.connect(self._emit_view_changed)
         self.setToolTip("")
+        #: Extra drawing on top of the mosaic, in scene (level-0 px) coordinates: callables
+        #: ``fn(painter, view)`` (coverage overlay, hotspot marks, a linked cursor).
+        self.scene_painters: list = []
 
     # -- content ------------------------------------------------------------------------
 
@@ -519,6 +525,11 @@ class MosaicView(QGraphicsView):
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
         if self._mosaic is None:
             return
+        for paint in self.scene_painters:
+            painter.save()
+            paint(painter, self)
+            painter.restore()
+        self.frameShown.emit(self.visible_scene_rect(), self.zoom)
         painter.save()
         painter.resetTransform()
         self._draw_scale_bar(painter)

@@ -15,6 +15,8 @@ class OverviewWidget(QWidget):
         self._image: QImage | None = None
         self._full_size = (1, 1)
         self._view_rect = QRectF()
+        self._markers: list[tuple[float, float, str]] = []  # level-0 x, y, label
+        self._shade: QImage | None = None  # stretched over the whole mosaic
         self.setMinimumSize(160, 160)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setToolTip("Overview of the whole mosaic. Click or drag to move the view there.")
@@ -30,6 +32,16 @@ class OverviewWidget(QWidget):
 
     def set_view_rect(self, rect: QRectF) -> None:
         self._view_rect = QRectF(rect)
+        self.update()
+
+    def set_markers(self, markers: list[tuple[float, float, str]]) -> None:
+        """Numbered markers (hotspot tour) at level-0 ``(x, y, label)``; [] clears them."""
+        self._markers = list(markers)
+        self.update()
+
+    def set_shade(self, image: QImage | None) -> None:
+        """A semi-transparent image over the whole mosaic (unreviewed tissue); None clears."""
+        self._shade = image
         self.update()
 
     def _image_rect(self) -> QRectF:
@@ -48,14 +60,35 @@ class OverviewWidget(QWidget):
         target = self._image_rect()
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         painter.drawImage(target, self._image)
+        if self._shade is not None:
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+            painter.drawImage(target, self._shade)
         w, h = self._full_size
         sx, sy = target.width() / w, target.height() / h
+        if self._markers:
+            self._draw_markers(painter, target, sx, sy)
         r = self._view_rect.intersected(QRectF(0, 0, w, h))
         if not r.isEmpty():
             box = QRectF(target.left() + r.left() * sx, target.top() + r.top() * sy,
                          max(3.0, r.width() * sx), max(3.0, r.height() * sy))
             painter.setPen(QPen(QColor(255, 190, 40), 2))
             painter.drawRect(box)
+
+    def _draw_markers(self, painter: QPainter, target: QRectF, sx: float, sy: float) -> None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        font = painter.font()
+        font.setBold(True)
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
+        painter.setFont(font)
+        radius = 8.0
+        for x, y, label in self._markers:
+            centre = QPointF(target.left() + x * sx, target.top() + y * sy)
+            painter.setPen(QPen(QColor(0, 0, 0), 1.5))
+            painter.setBrush(QColor(40, 200, 255, 220))
+            painter.drawEllipse(centre, radius, radius)
+            painter.setPen(QColor(0, 0, 0))
+            painter.drawText(QRectF(centre.x() - radius, centre.y() - radius, 2 * radius,
+                                    2 * radius), Qt.AlignmentFlag.AlignCenter, label)
 
     def _jump(self, pos: QPointF) -> None:
         target = self._image_rect()

@@ -11,12 +11,13 @@ when another mosaic was opened meanwhile.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject
 
-from rcm_viewer.mosaic import Mosaic, display_range_of
+from rcm_viewer.mosaic import Mosaic, display_range_of, open_mosaic
 from rcm_viewer.reports.display import OVERVIEW_MAX_PX, load_overview, overview_level
 from rcm_viewer.ui.contrast import ContrastPanel
 from rcm_viewer.ui.jobs import JobRunner
@@ -31,6 +32,19 @@ if TYPE_CHECKING:
 
 #: (level, pixels, display range) of a mosaic's overview.
 Overview = tuple[int, np.ndarray, tuple[float, float]]
+
+
+def open_with_overview(path: str | Path) -> tuple[Mosaic, Overview | None]:
+    """Open a mosaic and read its overview (worker thread); the file is closed on failure.
+
+    The one open path of the window and of the second view beside it (``linked_views``).
+    """
+    mosaic = open_mosaic(Path(path))
+    try:
+        return mosaic, load_overview(mosaic)
+    except BaseException:
+        mosaic.close()
+        raise
 
 
 class OverviewLevels(QObject):
@@ -208,4 +222,5 @@ class OverviewLevels(QObject):
         )
 
 
-__all__ = ["OVERVIEW_MAX_PX", "OverviewLevels", "load_overview", "overview_level"]
+__all__ = ["OVERVIEW_MAX_PX", "OverviewLevels", "load_overview", "open_with_overview",
+           "overview_level"]
