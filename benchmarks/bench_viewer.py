@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/bench_viewer.py [--data benchmarks/data] [--repeats 3]
     .venv/bin/python benchmarks/bench_viewer.py --with-napari   # + ours on Xvfb + napari
     .venv/bin/python benchmarks/bench_viewer.py --one FILE [--tour] [--platform xcb]
+    .venv/bin/python benchmarks/bench_viewer.py --files pyr16k_jpeg_tifffile.tif \
+        --coverage on|off [--two-views]     # reading aids (issue 15)
 
 Runs our ``MainWindow`` (1600 x 1000, docks hidden so the view fills it) on Qt's offscreen
 platform with a 1920 x 1200 virtual screen. Every file is measured in its own process, so
@@ -30,6 +32,11 @@ Per file:
   (GUI-thread stall). A fill pass then visits every step and waits for the tiles; pass 2
   repeats the path with ``wait_until_idle`` after each timed frame (cached drawing).
   ``still_frames_ms``: one frame per zoom after the view has settled (filtered scaling).
+
+``--coverage on`` attaches the review-coverage controller (``rcm_viewer.ui.coverage``) to
+the view, so every frame also updates the coverage grid; ``coverage_slot`` reports what
+that slot cost per frame. ``--two-views`` puts the view in a ``LinkedViews`` splitter with
+the same file open beside it (linked in µm): each timed frame then repaints both views.
 
 ``--with-napari`` runs, per file, ours offscreen, ours on Xvfb (``--platform xcb``) and
 bench_napari.py (in ``benchmarks/.venv-napari``, on Xvfb: napari needs OpenGL), and reports
@@ -62,7 +69,7 @@ STEP_MS = 16
 PROBE_MS = 5
 FILES = ["pyr40k_jpeg_tifffile.tif", "pyr40k_jpeg_vips.tif", "flat16k_u8_raw.tif",
          "flat16k_u16_lzw.tif"]
-TOUR_FILES = ["pyr40k_jpeg_tifffile.tif", "pyr40k_jpeg_vips.tif"]
+TOUR_FILES = ["pyr40k_jpeg_tifffile.tif", "pyr40k_jpeg_vips.tif", "pyr16k_jpeg_tifffile.tif"]
 
 
 # ---------------------------------------------------------------- shared with bench_napari.py
@@ -196,7 +203,7 @@ def screen_config() -> str:
 
 
 class Bench:
-    def __init__(self) -> None:
+    def __init__(self, coverage: bool = False, two_views: bool = False) -> None:
         self.refs_at_start = pin_singletons()
         os.environ.setdefault("QT_QPA_PLATFORM", screen_config())
         os.environ.setdefault("RCM_VIEWER_DATA_DIR", tempfile.mkdtemp(prefix="rcm-bench-"))
@@ -238,6 +245,53 @@ class Bench:
         self.win.show()
         self.app.processEvents()
         self.view = self.win.view
+        self.views = [self.view]  # every view a timed frame repaints
+        self.coverage = None
+        self.coverage_slot: list[float] = []
+        if coverage:
+            from rcm_viewer.ui.coverage import CoverageController
+
+            self.coverage = CoverageController(self.view, self.win.overview)
+            slot = self.coverage._on_frame
+            self.view.frameShown.disconnect(slot)
+
+            def timed_slot(rect, zoom) -> None:
+                t = time.perf_counter()
+                slot(rect, zoom)
+                self.coverage_slot.append(time.perf_counter() - t)
+
+            self.view.frameShown.connect(timed_slot)
+        self.linked = None
+        if two_views:
+            from rcm_viewer.ui.linked_views import LinkedViews
+
+            self.win.takeCentralWidget()  # setCentralWidget would delete the view
+            self.linked = LinkedViews(self.view)
+            self.win.setCentralWidget(self.linked)
+            self.views.append(self.linked.secondary)
+            self.app.processEvents()
+
+    def reading_aids_opened(self, path: Path) -> None:
+        """After an open: start the coverage grid, open the second view (and wait for it)."""
+        mosaic = self.win.mosaic
+        if self.coverage is not None:
+            self.coverage.start(mosaic.info.width, mosaic.info.height, self.win._overview_pixels)
+        if self.linked is not None:
+            from rcm_viewer.ui.overview_levels import open_with_overview
+
+            self.linked.show_secondary(*open_with_overview(path))
+            self.linked.setSizes([1, 1])
+            self.app.processEvents()
+
+    def idle(self, timeout_s: float = 60) -> None:
+        self.win.wait_until_idle(timeout_s)
+        for view in self.views[1:]:
+            view.tiles.wait_idle(int(timeout_s * 1000))
+            self.app.processEvents()
+
+    def repaint_all(self) -> None:
+        for view in self.views:
+            view.viewport().repaint()
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -315,7 +369,7 @@ class Bench:
 
     def timed_repaint(self) -> tuple[float, bool]:
         t, c, pc = time.perf_counter(), time.thread_time(), time.process_time()
-        self.view.viewport().repaint()
+        self.repaint_all()
         # CPU the frame used, without waiting for a CPU or the GIL: the GUI thread alone, and
         # the whole process (adds Qt's paint helper threads, and tile workers if busy)
         self.cpu_times.append(time.thread_time() - c)
@@ -426,9 +480,9 @@ class Bench:
         t0 = time.perf_counter()
         for state in steps:
             self.apply(state)
-            view.viewport().repaint()
-            self.win.wait_until_idle(60)
-            view.viewport().repaint()
+            self.repaint_all()
+            self.idle(60)
+            self.repaint_all()
         out["fill_s"] = round(time.perf_counter() - t0, 2)
 
         # pass 2: cached drawing
@@ -442,7 +496,7 @@ class Bench:
             dt, ok = self.timed_repaint()
             frames.append(dt)
             sharp.append(ok)
-            self.win.wait_until_idle(60)
+            self.idle(60)
         out["pass2"] = {**stats_ms(frames), "sharp_frames": sum(sharp),
                         "cpu": stats_ms(self.cpu_times),
                         "process_cpu": stats_ms(self.process_cpu_times),
@@ -472,11 +526,13 @@ class Bench:
 
 
 def run_one(path: Path, repeats: int, tour: bool, platform_name: str,
-            tile_threads: int | None = None) -> dict:
+            tile_threads: int | None = None, coverage: bool = False,
+            two_views: bool = False) -> dict:
     xvfb = ensure_display() if platform_name == "xcb" else None
     try:
         result: dict = {"file": path.name, "loadavg_start": loadavg()}
-        bench = Bench()
+        bench = Bench(coverage=coverage, two_views=two_views)
+        result["reading_aids"] = {"coverage": coverage, "two_views": two_views}
         if tile_threads:
             bench.view.tiles._pool.setMaxThreadCount(tile_threads)
         result["tile_threads"] = bench.view.tiles._pool.maxThreadCount()
@@ -493,7 +549,13 @@ def run_one(path: Path, repeats: int, tour: bool, platform_name: str,
                           "sharp_frame_s": med("sharp_frame_s")}
         result["peak_rss_open_mb"] = peak_rss_mb()
         if tour:
+            bench.reading_aids_opened(path)
             result["tour"] = bench.tour(path)
+            if bench.coverage is not None:
+                result["coverage_slot"] = stats_ms(bench.coverage_slot)
+                result["coverage_summary"] = bench.coverage.coverage.summary()
+                result["coverage_grid"] = [bench.coverage.coverage.rows,
+                                           bench.coverage.coverage.cols]
             result["peak_rss_mb"] = peak_rss_mb()
         result["loadavg_end"] = loadavg()
         bench.win.close()
@@ -559,12 +621,16 @@ def main() -> int:
                         help="per file also run ours on Xvfb and bench_napari.py there, and "
                              "report ours/napari")
     parser.add_argument("--no-detail", action="store_true", help="drop per-step arrays")
+    parser.add_argument("--coverage", choices=["on", "off"], default="off",
+                        help="track review coverage on every frame (issue 15)")
+    parser.add_argument("--two-views", action="store_true",
+                        help="the same file open beside the first, linked in µm (issue 15)")
     parser.add_argument("--tile-threads", type=int, default=None,
                         help="with --one: override the tile pool size (experiments)")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.repeats, args.tour, args.platform,
-                                 args.tile_threads)))
+                                 args.tile_threads, args.coverage == "on", args.two_views)))
         return 0
     report: dict = {"benchmark": "viewer", "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                     "machine": machine(), "window": WINDOW, "screen": SCREEN,
@@ -580,7 +646,8 @@ def main() -> int:
         if not path.exists():
             report["files"][name] = {"skipped": "missing (run make_bench_files.py)"}
             continue
-        common = ["--one", str(path), "--repeats", str(args.repeats)]
+        common = ["--one", str(path), "--repeats", str(args.repeats),
+                  "--coverage", args.coverage, *(["--two-views"] if args.two_views else [])]
         if name in TOUR_FILES:
             common.append("--tour")
         entry = {"ours": _child([sys.executable, __file__, *common])}

@@ -8,6 +8,7 @@ Files (all 0.5 µm/px in the resolution tags, RCM-like content):
   pyramid down to <= 1024 px (written by tifffile).
 * ``pyr40k_jpeg_vips.tif``: the same pixels re-written by ``vips tiffsave --tile --pyramid
   --subifd --compression jpeg`` (256 px tiles), when ``vips`` is installed: a second writer.
+* ``pyr16k_jpeg_tifffile.tif``: the same writer at 16,000 x 16,000 (quick runs).
 * ``flat16k_u8_raw.tif``: 16,000 x 16,000 8-bit, uncompressed strips, no pyramid.
 * ``flat16k_u16_lzw.tif``: 16,000 x 16,000 16-bit, LZW strips, no pyramid.
 
@@ -195,6 +196,8 @@ def main() -> int:
     layout = Layout(tex, blocks=math.ceil(40000 / TEXTURE_PX))
     jobs = {
         "pyr40k_jpeg_tifffile.tif": lambda p: write_pyramid(layout, p, 40000),
+        # the quick one (issue 15 reading-aid runs): the same content and writer, 16k a side
+        "pyr16k_jpeg_tifffile.tif": lambda p: write_pyramid(layout, p, 16000),
         "pyr40k_jpeg_vips.tif": lambda p: write_vips(args.out / "pyr40k_jpeg_tifffile.tif", p),
         "flat16k_u8_raw.tif": lambda p: write_flat(layout, p, 16000, np.uint8, None, 64),
         "flat16k_u16_lzw.tif": lambda p: write_flat(layout, p, 16000, np.uint16, "lzw", 32),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 
 from rcm_viewer.mosaic import Mosaic, display_range_of, open_mosaic
 from rcm_viewer.reports.display import OVERVIEW_MAX_PX, load_overview, overview_level
@@ -49,6 +49,10 @@ def open_with_overview(path: str | Path) -> tuple[Mosaic, Overview | None]:
 
 class OverviewLevels(QObject):
     """Keeps the overview, the view's coarse image and the contrast panel in step."""
+
+    #: The overview level's pixels of page 0 changed (open, preview, levels built): the
+    #: review coverage takes its tissue mask from them.
+    pixelsChanged = Signal(object)
 
     def __init__(
         self,
@@ -121,6 +125,7 @@ class OverviewLevels(QObject):
         else:
             self.view.set_mosaic(mosaic, image, level, display)
         self.pixels = pixels
+        self.pixelsChanged.emit(pixels)
 
     def refresh_image(self, display: DisplaySettings) -> None:
         """The contrast changed: redraw the overview with the new table."""
