@@ -83,9 +83,10 @@ def find_hotspots(
     cx = (np.arange(cols, dtype=np.float64) + 0.5) * cell_w
     cy = (np.arange(rows, dtype=np.float64) + 0.5) * cell_h
     radius = max(float(radius_px), 0.0)
-    # the rectangle shown: the suppression disc's square, at least one cell
-    half_w = max(radius, cell_w / 2)
-    half_h = max(radius, cell_h / 2)
+    # the rectangle outlined (and asked "was it reviewed?"): half the suppression radius
+    # each way, so the boxes of two stops never overlap; at least one cell
+    half_w = max(radius / 2, cell_w / 2)
+    half_h = max(radius / 2, cell_h / 2)
     work = score.copy()
     found: list[Hotspot] = []
     while len(found) < count:

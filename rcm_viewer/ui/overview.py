@@ -75,6 +75,7 @@ class OverviewWidget(QWidget):
             painter.drawRect(box)
 
     def _draw_markers(self, painter: QPainter, target: QRectF, sx: float, sy: float) -> None:
+        painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         font = painter.font()
         font.setBold(True)
@@ -89,6 +90,7 @@ class OverviewWidget(QWidget):
             painter.setPen(QColor(0, 0, 0))
             painter.drawText(QRectF(centre.x() - radius, centre.y() - radius, 2 * radius,
                                     2 * radius), Qt.AlignmentFlag.AlignCenter, label)
+        painter.restore()  # the view rectangle after this is an outline, not filled
 
     def _jump(self, pos: QPointF) -> None:
         target = self._image_rect()
