@@ -59,6 +59,9 @@ class LinkedViews(QSplitter):
         self.secondary.hide()  # until a second mosaic is open
         self._pool = pool if pool is not None else QThreadPool.globalInstance()
         self._job: Worker | None = None
+        # every started job stays referenced until its thread is done with it: its signal
+        # can arrive (and a new open start) while ``run`` is still returning in the pool
+        self._jobs: list[Worker] = []
         self.linked = True
         self.offset_um = (0.0, 0.0)  # secondary µm - primary µm at the same screen place
         self._syncing = False
@@ -103,6 +106,8 @@ class LinkedViews(QSplitter):
         job.signals.finished.connect(finished)
         job.signals.failed.connect(self.openFailed)
         self._job = job
+        self._jobs = [j for j in self._jobs if not j.done.is_set()]
+        self._jobs.append(job)
         self._pool.start(job)
         return job
 
