@@ -51,7 +51,8 @@ class CoverageController(QObject):
 
     def __init__(self, view: MosaicView, overview: OverviewWidget | None = None,
                  parent: QObject | None = None) -> None:
-        super().__init__(parent)
+        # a child of the view unless told otherwise: its timers and actions end with it
+        super().__init__(parent if parent is not None else view)
         self.view = view
         self.overview = overview
         self.coverage: ReviewCoverage | None = None

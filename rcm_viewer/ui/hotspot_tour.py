@@ -83,7 +83,8 @@ class HotspotTour(QObject):
         count: int = DEFAULT_COUNT,
         parent: QObject | None = None,
     ) -> None:
-        super().__init__(parent)
+        # a child of the view unless told otherwise: its timers and actions end with it
+        super().__init__(parent if parent is not None else view)
         self.session = session
         self.view = view
         self.overview = overview
