@@ -509,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rcm-viewer {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr too")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation (model seals, demo mosaic, classifier, "
+                             "window, report), print one line, exit 0 or 1")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _PARSER_BUILDERS:
         add(sub)
@@ -527,6 +530,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     restrict_new_files()  # case data, settings, logs and backups: 0600 / 0700
     _setup_logging(args.verbose)
+    if args.self_test:
+        from rcm_viewer.selftest import main as self_test_main
+
+        return self_test_main()
     if args.command is None:
         args.paths, args.demo = [], False
         args.func = _cmd_gui

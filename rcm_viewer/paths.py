@@ -1,4 +1,15 @@
-"""Where the application keeps its files (repo resources, user data, logs).
+"""Where the application keeps its files (bundled model and demo, user data, logs).
+
+The bundled model (``models/``) and demo mosaics (``resources/demo/``) stay where they are in
+the repository (41 MB of weights must not move in git); setup.py maps them to the package names
+``rcm_viewer.bundled_models`` and ``rcm_viewer.bundled_demo``. So one lookup finds them in every
+way the program runs: a wheel or a frozen (PyInstaller) app has them under
+``rcm_viewer/bundled_*``; an editable install maps the names back to the repository folders; a
+bare checkout on ``PYTHONPATH`` falls back to the repository folders. ``MODELS_DIR``,
+``DEMO_DIR`` and ``demo_mosaic()`` keep their meaning for existing callers.
+
+User-added models live in ``user_models_dir()`` (under the user data folder) and are searched
+after the bundled ones.
 
 The data and log folders hold patient pseudonyms and clinical assessments, so they are
 private: created 0700 (the default per-user folders are tightened to 0700 when they are
@@ -10,7 +21,10 @@ folder that cannot be created raises :class:`DataFolderError`: one line saying w
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -20,9 +34,38 @@ from rcm_viewer.errors import RcmError
 APP_NAME = "rcm-viewer"
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
+
+#: package name -> folder inside the repository (kept in step with setup.py).
+BUNDLED_PACKAGES = {
+    "rcm_viewer.bundled_models": "models",
+    "rcm_viewer.bundled_demo": "resources/demo",
+}
+
+
+def bundled_dir(package: str) -> Path:
+    """The folder of a data-only package, wherever the program is installed.
+
+    ``find_spec`` rather than ``importlib.resources.files``: the data folders have no
+    ``__init__.py`` (they are namespace packages), for which ``files`` returns a
+    ``MultiplexedPath`` and not a real folder the model loader can open.
+    """
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
+        for location in spec.submodule_search_locations or ():
+            if Path(location).is_dir():
+                return Path(location).resolve()
+    inside = PACKAGE_DIR / package.rsplit(".", 1)[-1]  # frozen app, unpacked wheel
+    if inside.is_dir():
+        return inside
+    return REPO_DIR / BUNDLED_PACKAGES[package]  # a checkout run from PYTHONPATH
+
+
 RESOURCES_DIR = REPO_DIR / "resources"
-DEMO_DIR = RESOURCES_DIR / "demo"
-MODELS_DIR = REPO_DIR / "models"
+DEMO_DIR = bundled_dir("rcm_viewer.bundled_demo")
+MODELS_DIR = bundled_dir("rcm_viewer.bundled_models")
 
 
 class DataFolderError(RcmError):
@@ -72,6 +115,39 @@ def user_log_dir() -> Path:
     return _private_folder(path, tighten=True)
 
 
+def user_models_dir() -> Path:
+    """Where a user drops extra model bundles (one sub-folder each); created on demand."""
+    path = user_data_dir() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def model_search_dirs() -> list[Path]:
+    """Folders searched for model bundles, bundled first, then the user's."""
+    dirs = [MODELS_DIR]
+    with contextlib.suppress(OSError, RcmError):  # a read-only home must not hide the model
+        dirs.append(user_models_dir())
+    return dirs
+
+
 def demo_mosaic(name: str = "naevus") -> Path:
     """Path of a bundled demo mosaic (``naevus``, ``melanoma`` or ``bcc``)."""
     return DEMO_DIR / f"demo_{name}.tif"
+
+
+def open_models_folder() -> Path:
+    """Show the user models folder in the system file manager; returns the folder.
+
+    For "Analysis > Model > Open models folder". Plain subprocess (no Qt here: paths is
+    outside ui/); the window may prefer ``QDesktopServices.openUrl`` on the returned path.
+    Never waits for the file manager; a missing opener is not an error (the path is shown).
+    """
+    folder = user_models_dir()
+    if sys.platform.startswith("win"):
+        os.startfile(folder)  # type: ignore[attr-defined]  # noqa: S606
+        return folder
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    with contextlib.suppress(OSError):
+        subprocess.Popen([opener, str(folder)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    return folder

@@ -264,14 +264,17 @@ def attach_ood(bundle_dir: str | os.PathLike[str], model: OodModel) -> ModelBund
 
 
 def list_bundles(models_dir: str | os.PathLike[str] | None = None) -> list[BundleEntry]:
-    """Every sub-folder of ``models_dir`` (default: the repo's ``models/``) with a manifest.
+    """Every sub-folder of ``models_dir`` (default: bundled models, then the user's) with a
+    manifest.
 
     Broken bundles are listed with their problem rather than hidden, so a model picker can
     say why a model is unusable. Weights are not hashed here (see ``load_bundle``).
     """
-    from rcm_viewer.paths import MODELS_DIR
+    from rcm_viewer.paths import model_search_dirs
 
-    root = Path(models_dir).expanduser() if models_dir is not None else MODELS_DIR
+    if models_dir is None:  # the bundled models, then the user models folder
+        return [e for root in model_search_dirs() for e in list_bundles(root)]
+    root = Path(models_dir).expanduser()
     entries: list[BundleEntry] = []
     if not root.is_dir():
         return entries
@@ -286,6 +289,10 @@ def list_bundles(models_dir: str | os.PathLike[str] | None = None) -> list[Bundl
     return entries
 
 
+def _holds_bundle(root: Path) -> bool:
+    return root.is_dir() and any((c / MANIFEST_NAME).is_file() for c in root.iterdir())
+
+
 def default_bundle_dir(models_dir: str | os.PathLike[str] | None = None) -> Path:
     """The model used when none is chosen.
 
@@ -298,6 +305,10 @@ def default_bundle_dir(models_dir: str | os.PathLike[str] | None = None) -> Path
     if override and models_dir is None:
         return Path(override).expanduser()
     root = Path(models_dir).expanduser() if models_dir is not None else MODELS_DIR
+    if models_dir is None and not _holds_bundle(root):  # nothing bundled: the user's folder
+        from rcm_viewer.paths import user_models_dir
+
+        root = user_models_dir()
     pointer = root / DEFAULT_POINTER_NAME
     if pointer.is_file():
         name = _read_file(pointer, root, 4096).decode("utf-8", errors="replace").strip()

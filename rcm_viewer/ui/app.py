@@ -93,6 +93,13 @@ def install_sigint_handler(app) -> dict:
     return state
 
 
+def _first_start(window, paths: Sequence[Path]) -> list[Path]:
+    """The welcome panel (and the demo mosaic) of the very first start; see ui/welcome.py."""
+    from rcm_viewer.ui.welcome import first_start
+
+    return first_start(window, paths)
+
+
 def run_app(paths: Sequence[Path] = ()) -> int:
     from PySide6.QtCore import QTimer
 
@@ -115,6 +122,7 @@ def run_app(paths: Sequence[Path] = ()) -> int:
     window.show()
     if sigint["closing"]:  # Ctrl+C while the window was being built
         QTimer.singleShot(0, window.close)
+    paths = _first_start(window, paths)
     if paths:
         first = Path(paths[0])
         QTimer.singleShot(0, lambda: window.open_path(first))
