@@ -1,8 +1,8 @@
 """The wheel carries the package, the bundled model and the demo mosaics, and paths.py finds
 them from an unpacked wheel, a checkout and the user models folder.
 
-One real ``pip wheel`` per module (about 20 s on the shared 2-core machine); the wheel is
-unpacked and run in a subprocess with only that folder on ``sys.path`` for rcm_viewer.
+One real ``pip wheel`` per session (conftest.py; about 20 s on the shared 2-core machine);
+the wheel is unpacked and run in a subprocess with only that folder on ``sys.path``.
 """
 
 from __future__ import annotations
@@ -21,19 +21,6 @@ from rcm_viewer.inference import default_bundle_dir, list_bundles
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = "rcm-demo-resnet34"
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--quiet", "-w", str(out), str(REPO)],
-        check=True, capture_output=True, timeout=600,
-    )
-    wheels = list(out.glob("rcm_viewer-*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
 
 
 def test_wheel_holds_code_model_and_demo(wheel: Path) -> None:
