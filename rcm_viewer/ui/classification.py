@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PySide6.QtCore import QObject, QRectF
 
-from rcm_viewer.errors import CaseStoreError
+from rcm_viewer.errors import CaseStoreError, InferenceError
 from rcm_viewer.session import AIView, CaseSession
 from rcm_viewer.ui import settings as app_settings_module
 from rcm_viewer.ui.ai_panel import AIPanel, heatmap_image
@@ -33,6 +33,23 @@ def chosen_model_dir() -> Path | None:
     """The model bundle the reader picked in Analysis > Model (None: the default one)."""
     chosen = app_settings_module.app_settings().value("model/dir", "")
     return Path(str(chosen)) if chosen else None
+
+
+BACKEND_KEY = "inference/backend"
+
+
+def chosen_backend() -> str:
+    """The inference runtime the reader chose (Analysis > Inference runtime); ``auto``."""
+    from rcm_viewer.inference.backends import BACKEND_CHOICES
+
+    value = str(app_settings_module.app_settings().value(BACKEND_KEY, "auto") or "auto")
+    return value if value in BACKEND_CHOICES else "auto"
+
+
+def set_chosen_backend(name: str) -> None:
+    settings = app_settings_module.app_settings()
+    settings.setValue(BACKEND_KEY, name)
+    settings.sync()
 
 
 def load_chosen_bundle() -> Any:
@@ -103,14 +120,17 @@ class Classification(QObject):
             bundle = load_chosen_bundle()
             manifest = bundle.manifest
             job.signals.partial.emit(("model", manifest.name, manifest.version, manifest.synthetic))
-            return classify_mosaic(
-                mosaic,
-                bundle,
-                progress=progress,
-                cancel=cancelled,
-                on_partial=job.signals.partial.emit,
-            )
+            try:
+                return classify_mosaic(mosaic, bundle, progress=progress, cancel=cancelled,
+                                       on_partial=job.signals.partial.emit, backend=backend)
+            except InferenceError:
+                if backend == "auto":
+                    raise
+                # the chosen runtime is gone (uninstalled, no export): the fastest one
+                return classify_mosaic(mosaic, bundle, progress=progress, cancel=cancelled,
+                                       on_partial=job.signals.partial.emit, backend="auto")
 
+        backend = chosen_backend()
         self.session.clear_result()
         self.panel.set_running(True)
         self.status.show_progress("classifying %v/%m tiles")
@@ -154,7 +174,8 @@ class Classification(QObject):
         except CaseStoreError as exc:
             self.show_error("AI result not saved", str(exc))
         self.status.message(
-            f"Classified in {prediction.seconds:.1f} s ({prediction.n_tiles} tiles)"
+            f"Classified in {prediction.seconds:.1f} s ({prediction.n_tiles} tiles, "
+            f"{prediction.backend or 'torch'} on {prediction.device or 'cpu'})"
             if prediction.ok
             else f"Not classified: {prediction.status}",
             8000,

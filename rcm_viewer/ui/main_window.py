@@ -11,19 +11,17 @@ level build (``overview_levels``) and classification (``classification``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QPointF, Qt, QThreadPool, QTimer
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
-    QInputDialog,
     QMainWindow,
-    QMenu,
     QMessageBox,
     QScrollArea,
     QWidget,
@@ -32,10 +30,10 @@ from PySide6.QtWidgets import (
 from rcm_viewer.cases import CaseRecord, CaseStore, file_sha256
 from rcm_viewer.errors import CaseStoreError
 from rcm_viewer.intended_use import INTENDED_USE
-from rcm_viewer.mosaic import MAX_PIXEL_SIZE_UM, MIN_PIXEL_SIZE_UM, Mosaic, open_mosaic
+from rcm_viewer.mosaic import Mosaic
+from rcm_viewer.mosaic.field_grid import estimate_pixel_size
 from rcm_viewer.mosaic.sniff import open_dialog_filter
 from rcm_viewer.paths import DEMO_DIR
-from rcm_viewer.reports.display import load_overview
 from rcm_viewer.session import AIView, CaseSession
 from rcm_viewer.ui import settings as app_settings_module
 from rcm_viewer.ui.ai_gate import AIGate, reader_mode_for_new_cases
@@ -43,18 +41,26 @@ from rcm_viewer.ui.ai_panel import AIPanel
 from rcm_viewer.ui.annotation_panel import AnnotationPanel
 from rcm_viewer.ui.annotations import AnnotationLayer
 from rcm_viewer.ui.assessment_form import AssessmentForm
+from rcm_viewer.ui.batch_dialog import BatchDialog
 from rcm_viewer.ui.case_list import CaseListDialog
-from rcm_viewer.ui.classification import Classification, chosen_model_dir
+from rcm_viewer.ui.classification import (
+    Classification,
+)
 from rcm_viewer.ui.contrast import ContrastPanel
-from rcm_viewer.ui.help_dialog import TextDialog, about_html, help_html
+from rcm_viewer.ui.coverage import CoverageController, CoverageLabel
+from rcm_viewer.ui.hotspot_tour import HotspotPanel, HotspotTour
 from rcm_viewer.ui.jobs import JobRunner
+from rcm_viewer.ui.linked_views import LinkedViews
 from rcm_viewer.ui.mosaic_view import MosaicView
 from rcm_viewer.ui.overview import OverviewWidget
-from rcm_viewer.ui.overview_levels import OverviewLevels
+from rcm_viewer.ui.overview_levels import OverviewLevels, open_with_overview
+from rcm_viewer.ui.pixel_size_dialog import PixelSizeDialog
+from rcm_viewer.ui.reading_settings import should_classify_at_open
 from rcm_viewer.ui.report_export import ReportExportDialog
 from rcm_viewer.ui.session_signals import SessionSignals
 from rcm_viewer.ui.store_care import StoreCare
-from rcm_viewer.ui.window_menus import build_menus
+from rcm_viewer.ui.window_layout import WindowLayout
+from rcm_viewer.ui.window_menus import MenuActions, build_menus
 from rcm_viewer.ui.window_status import WindowStatus
 from rcm_viewer.ui.workers import Worker
 
@@ -63,7 +69,7 @@ log = logging.getLogger(__name__)
 __all__ = ["INTENDED_USE", "MainWindow"]
 
 
-class MainWindow(QMainWindow):
+class MainWindow(MenuActions, WindowLayout, QMainWindow):
     def __init__(self, parent: QWidget | None = None, store: CaseStore | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("rcm-viewer")
@@ -86,7 +92,9 @@ class MainWindow(QMainWindow):
         self.jobs = JobRunner(self.session, self._pool, self)
 
         self.view = MosaicView(self)
-        self.setCentralWidget(self.view)
+        # the view, and a second mosaic beside it on demand (File > Open beside)
+        self.linked = LinkedViews(self.view, pool=self._pool)
+        self.setCentralWidget(self.linked)
         self.overview = OverviewWidget()
         self.contrast = ContrastPanel()
         self.overview_dock = self._dock("Overview", self.overview, "OverviewDock",
@@ -132,6 +140,18 @@ class MainWindow(QMainWindow):
         self.classification = Classification(self.session, self.jobs, self.view, self.ai_panel,
                                              self.status, self.show_error, self.ask_pixel_size,
                                              self)
+        # reading aids (issue 15): review coverage, the hotspot tour, the linked second view
+        self.coverage = CoverageController(self.view, self.overview, self)
+        self.hotspot_panel = HotspotPanel()
+        self.ai_panel.layout().addWidget(self.hotspot_panel)
+        self.tour = HotspotTour(self.session, self.view, self.overview, self.hotspot_panel,
+                                reviewed=self.coverage.was_reviewed, parent=self)
+        self.coverage_label = CoverageLabel(self.coverage)
+        self.form.layout().addWidget(self.coverage_label)
+        self.form.initialCommitted.connect(lambda _case_id: self.coverage.mark_commit())
+        self.levels.pixelsChanged.connect(self.coverage.set_tissue)
+        self.linked.openFailed.connect(lambda m: self.show_error("Cannot open mosaic", m))
+        self._batch_dialog: BatchDialog | None = None
 
         self.session_signals.caseChanged.connect(self._on_case_changed)
         self.session_signals.aiChanged.connect(self._on_ai_changed)
@@ -252,12 +272,7 @@ class MainWindow(QMainWindow):
         self.status.message(f"Opening {path.name}…")
 
         def work(progress: Any, cancelled: Any, job: Worker) -> tuple[Mosaic, Any]:
-            mosaic = open_mosaic(path)
-            try:
-                return mosaic, load_overview(mosaic)
-            except BaseException:
-                mosaic.close()
-                raise
+            return open_with_overview(path)
 
         def failed(message: str) -> None:
             self.statusBar().clearMessage()
@@ -273,6 +288,7 @@ class MainWindow(QMainWindow):
             return
         info = mosaic.info
         self.levels.show_mosaic(mosaic, overview)
+        self.coverage.start(info.width, info.height, self.levels.pixels)
         self.status.set_pages(info.pages)
         self.status.clear_cursor()  # no value or tile probabilities of the previous image
         self._enable_page_actions(info.pages)
@@ -314,7 +330,13 @@ class MainWindow(QMainWindow):
             return
         if opened.restored:
             self._restore_view_state(opened.view_state)
+            self.coverage.restore(opened.view_state)
             self.status.message(f"Restored case {opened.case.case_id} for {path.name}", 8000)
+        mosaic = self.session.mosaic
+        if (mosaic is not None and self.session.ai is None
+                and should_classify_at_open(opened.case.reader_mode, self.session.ai_revealed(),
+                                            mosaic.info.pixel_size_um)):
+            self.classification.classify()  # ready when the reader commits; never asks
 
     def _on_case_changed(self, case: CaseRecord | None) -> None:
         """The session's case changed: the form and the gate follow it."""
@@ -332,9 +354,11 @@ class MainWindow(QMainWindow):
 
     def _on_ai_changed(self, view: AIView | None) -> None:
         self.classification.show_view(view)
+        self.tour.refresh()
 
     def _on_gate_changed(self) -> None:
         self.classification.refresh_overlay()
+        self.tour.refresh()
 
     def _on_initial_committed(self, case_id: str) -> None:
         if case_id == self.session.case_id:
@@ -346,7 +370,8 @@ class MainWindow(QMainWindow):
         center = self.view.visible_scene_rect().center()
         self.session.save_view_state({"center_x": round(center.x(), 1),
                                       "center_y": round(center.y(), 1),
-                                      "zoom": round(self.view.zoom, 5)})
+                                      "zoom": round(self.view.zoom, 5),
+                                      **self.coverage.state_for_view_state()})
 
     def _restore_view_state(self, state: Any) -> None:
         if not state:
@@ -384,6 +409,26 @@ class MainWindow(QMainWindow):
         dialog.exported.connect(lambda path: self.status.message(f"Report written: {path}", 8000))
         dialog.open()
         self.report_dialog = dialog
+
+    def show_batch_dialog(self) -> None:
+        """File > Classify folder: a worklist of cases, classified while the reader reads."""
+        if self.store is None:
+            self.show_error("Cases", self._store_warning or "No case database is open.")
+            return
+        if self._batch_dialog is None:
+            self._batch_dialog = BatchDialog(self.store, self)
+            self._batch_dialog.caseOpenRequested.connect(self.open_case)
+        self._batch_dialog.show()
+        self._batch_dialog.raise_()
+        self._batch_dialog.activateWindow()
+
+    def open_beside(self) -> None:
+        """File > Open beside: a second mosaic, linked in µm (follow-up, other depth)."""
+        start = str(app_settings_module.app_settings().value("files/last_dir", str(DEMO_DIR)))
+        path, _ = QFileDialog.getOpenFileName(self, "Open a mosaic beside this one", start,
+                                              open_dialog_filter())
+        if path:
+            self.linked.open_secondary(path)
 
     def _on_histology_changed(self, case_id: str) -> None:
         if case_id == self.session.case_id:
@@ -425,6 +470,7 @@ class MainWindow(QMainWindow):
         self.cancel_background_work()
         self.session.close()
         self.levels.clear()
+        self.coverage.stop()
         self.status.clear_cursor()
         self._enable_page_actions(1)
         self.setWindowTitle("rcm-viewer")
@@ -453,13 +499,23 @@ class MainWindow(QMainWindow):
         self.status.show_view(self.mosaic, self.view.zoom, self.view.current_level)
 
     def ask_pixel_size(self) -> None:
-        if self.mosaic is None:
+        """The reader types the pixel size; an estimate from the field grid is offered, never
+        filled in (issue 14: Enter on a pre-filled 0.5 classified at a wrong scale)."""
+        mosaic = self.mosaic
+        if mosaic is None:
             return
-        current = self.mosaic.info.pixel_size_um or 0.5
-        value, ok = QInputDialog.getDouble(
-            self, "Pixel size", "Size of one pixel in µm (VivaScope fields: often about 0.5):",
-            current, MIN_PIXEL_SIZE_UM, MAX_PIXEL_SIZE_UM, 4)
-        if ok:
+        pixels = self.levels.pixels
+        level = self.view._overview_level
+        if pixels is None:  # no overview yet: the dialog works without a picture
+            pixels, downsample = np.zeros((64, 64), np.uint8), 1.0
+        else:
+            downsample = mosaic.info.levels[level].downsample
+        dialog = PixelSizeDialog(pixels, downsample, file_name=mosaic.path.name, parent=self)
+        if self.levels.pixels is not None:
+            dialog.estimate_async(
+                lambda: estimate_pixel_size(pixels, downsample=downsample))
+        self.pixel_size_dialog = dialog
+        if dialog.exec() and (value := dialog.value()) is not None:
             self.set_pixel_size(value)
 
     def set_pixel_size(self, value: float) -> None:
@@ -484,84 +540,6 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
-    def show_intended_use(self) -> None:
-        QMessageBox.information(self, "Intended use", INTENDED_USE)
-
-    def show_help(self) -> None:
-        dialog = TextDialog("rcm-viewer help", help_html(self.actions()), self)
-        dialog.show()
-        self.help_dialog = dialog
-
-    def show_about(self) -> None:
-        dialog = TextDialog("About rcm-viewer", about_html(self._active_model_text()), self)
-        dialog.show()
-        self.about_dialog = dialog
-
-    def _active_model_text(self) -> str:
-        """Name and version of the model a classification would use (no torch import)."""
-        from rcm_viewer.errors import ModelBundleError
-        from rcm_viewer.inference import default_bundle_dir, read_manifest
-
-        try:
-            manifest = read_manifest(chosen_model_dir() or default_bundle_dir())
-        except ModelBundleError as exc:
-            return f"none usable ({exc})"
-        text = f"{manifest.name} {manifest.version}"
-        return text + (" (demonstration, synthetic data)" if manifest.synthetic else "")
-
-    def fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        files = app_settings_module.recent_files()
-        if not files:
-            action = self.recent_menu.addAction("(none yet)")
-            action.setEnabled(False)
-        for index, path in enumerate(files, start=1):
-            where = Path(path)
-            self.recent_menu.addAction(f"&{index % 10} {where.name}  —  {where.parent}",
-                                       lambda p=path: self.open_path(p)).setToolTip(path)
-        if files:
-            self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear recent files", self._clear_recent_files)
-
-    def _clear_recent_files(self) -> None:
-        settings = app_settings_module.app_settings()
-        settings.setValue("recent_files", [])
-        settings.sync()
-
-    def fill_model_menu(self) -> None:
-        from rcm_viewer.inference import list_bundles
-
-        self.model_menu.clear()
-        chosen = chosen_model_dir()
-        if chosen is None:  # nothing picked: the default one is the active one
-            from rcm_viewer.errors import ModelBundleError
-            from rcm_viewer.inference import default_bundle_dir
-
-            with contextlib.suppress(ModelBundleError, OSError):
-                chosen = default_bundle_dir()
-        entries = list_bundles()
-        if not entries:
-            self.model_menu.addAction("(no model installed in models/)").setEnabled(False)
-        for entry in entries:
-            if entry.manifest is None:
-                action = self.model_menu.addAction(f"{entry.path.name}: {entry.problem}")
-                action.setEnabled(False)
-                continue
-            label = f"{entry.manifest.name} {entry.manifest.version}"
-            if entry.manifest.synthetic:
-                label += " (demonstration, synthetic data)"
-            action = self.model_menu.addAction(label)
-            action.setCheckable(True)
-            action.setChecked(chosen is not None and chosen.resolve() == entry.path.resolve())
-            action.triggered.connect(lambda _=False, p=entry.path: self._choose_model(p))
-
-    def _choose_model(self, path: Path) -> None:
-        settings = app_settings_module.app_settings()
-        settings.setValue("model/dir", str(path))
-        settings.sync()
-
-    # -- drag and drop, layout ---------------------------------------------------------------
-
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
@@ -572,90 +550,12 @@ class MainWindow(QMainWindow):
             self.open_path(Path(urls[0].toLocalFile()))
             event.acceptProposedAction()
 
-    def _show_view_menu(self, pos: Any) -> None:
-        """Right-click on the image: copy the position in µm, set the pixel size, export."""
-        mosaic = self.mosaic
-        if mosaic is None:
-            return
-        point = self.view.mapToScene(pos)
-        menu = QMenu(self)
-        px = mosaic.info.pixel_size_um
-        if px:
-            text = f"x {point.x() * px:.1f} µm, y {point.y() * px:.1f} µm"
-        else:
-            text = f"x {int(point.x())} px, y {int(point.y())} px"
-        copy = menu.addAction(f"Copy position ({text})")
-        copy.triggered.connect(lambda: QGuiApplication.clipboard().setText(text))
-        menu.addAction(self.pixel_size_action)
-        menu.addAction("Export view as PNG…", self.export_view_png)
-        menu.popup(self.view.viewport().mapToGlobal(pos))
-        self.view_menu_popup = menu
-
-    def export_view_png(self, path: str | Path | None = None) -> Path | None:
-        """Save what the image view shows (with overlay and scale bar) as a PNG."""
-        if path is None:
-            start = str(app_settings_module.app_settings().value("files/last_export_dir", ""))
-            name = f"{self.mosaic.path.stem}_view.png" if self.mosaic is not None else "view.png"
-            chosen, _ = QFileDialog.getSaveFileName(self, "Export view as PNG",
-                                                    str(Path(start) / name), "PNG (*.png)")
-            if not chosen:
-                return None
-            path = chosen
-        target = Path(path)
-        if not self.view.viewport().grab().save(str(target), "PNG"):
-            self.show_error("View not exported", f"Cannot write {target.name} in {target.parent}")
-            return None
-        app_settings_module.app_settings().setValue("files/last_export_dir", str(target.parent))
-        self.status.message(f"View saved as {target}", 6000)
-        return target
-
-    def _fit_ai_dock(self, revealed: bool) -> None:
-        """While the AI result is hidden its dock is one line, and the form gets the room."""
-        if revealed:
-            self.ai_dock.setMaximumHeight(16777215)
-            total = self.form_dock.height() + self.ai_dock.height()
-            self.resizeDocks([self.form_dock, self.ai_dock], [total // 2, total - total // 2],
-                             Qt.Orientation.Vertical)
-        else:
-            title = self.ai_dock.titleBarWidget()
-            title_h = title.sizeHint().height() if title is not None else 24
-            self.ai_dock.setMaximumHeight(self.ai_gate.placeholder().sizeHint().height()
-                                          + title_h + 8)
-
-    def _default_layout(self) -> None:
-        """Side columns sized from the screen, so a 1366 x 768 laptop keeps the image wide."""
-        screen = self.screen().availableGeometry() if self.screen() is not None else None
-        width = screen.width() if screen is not None else 1400
-        height = screen.height() if screen is not None else 900
-        self.resize(min(1400, width), min(900, height))
-        left = max(200, min(300, int(width * 0.16)))
-        right = max(360, min(500, int(width * 0.30)))
-        self.resizeDocks([self.overview_dock, self.display_dock], [left, left],
-                         Qt.Orientation.Horizontal)
-        self.resizeDocks([self.form_dock, self.ai_dock], [right, right],
-                         Qt.Orientation.Horizontal)
-        self.resizeDocks([self.overview_dock, self.display_dock], [height // 2, height // 2],
-                         Qt.Orientation.Vertical)
-
-    def _restore_layout(self) -> None:
-        settings = app_settings_module.app_settings()
-        geometry = settings.value("window/geometry")
-        state = settings.value("window/state")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state)
-        else:
-            self._default_layout()
-
-    def save_layout(self) -> None:
-        settings = app_settings_module.app_settings()
-        settings.setValue("window/geometry", self.saveGeometry())
-        settings.setValue("window/state", self.saveState())
-        settings.sync()
-
     def closeEvent(self, event: QCloseEvent) -> None:
         self._leave_case()
+        if self._batch_dialog is not None:
+            self._batch_dialog.cancel()
+            self._batch_dialog.wait(10)
+        self.linked.close_secondary()
         self.save_layout()
         self.cancel_background_work()
         self._pool.waitForDone(3000)

@@ -62,7 +62,9 @@ class OverviewWidget(QWidget):
         painter.drawImage(target, self._image)
         if self._shade is not None:
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+            painter.setOpacity(0.4)  # a hint of what is unreviewed; the tissue stays readable
             painter.drawImage(target, self._shade)
+            painter.setOpacity(1.0)
         w, h = self._full_size
         sx, sy = target.width() / w, target.height() / h
         if self._markers:

@@ -6,12 +6,19 @@ focus is (the image, the form, a dock).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
-from rcm_viewer.paths import DEMO_DIR
+from rcm_viewer.intended_use import INTENDED_USE
+from rcm_viewer.paths import DEMO_DIR, open_models_folder
+from rcm_viewer.ui import settings as app_settings_module
+from rcm_viewer.ui.classification import chosen_backend, chosen_model_dir, set_chosen_backend
+from rcm_viewer.ui.help_dialog import TextDialog, about_html, help_html
 
 if TYPE_CHECKING:
     from rcm_viewer.ui.main_window import MainWindow
@@ -60,6 +67,14 @@ def build_menus(window: MainWindow) -> None:
                                          "A PDF report of this case (and its JSON data) "
                                          "(Ctrl+E)")
     file_menu.addAction(w.export_report_action)
+    w.batch_action = make_action(w, "Classify &folder…", w.show_batch_dialog, "Ctrl+Shift+R",
+                                 "Classify every mosaic in a folder into a worklist of cases "
+                                 "(Ctrl+Shift+R)")
+    file_menu.addAction(w.batch_action)
+    w.open_beside_action = make_action(w, "Open &beside…", w.open_beside, "Ctrl+Shift+O",
+                                       "Open a second mosaic beside this one, linked in µm "
+                                       "(follow-up visit, another depth)")
+    file_menu.addAction(w.open_beside_action)
     w.cases_action = make_action(w, "&Cases…", w.show_case_list, "Ctrl+L",
                                  "Find, reopen and export saved cases (Ctrl+L)")
     file_menu.addAction(w.cases_action)
@@ -102,6 +117,12 @@ def build_menus(window: MainWindow) -> None:
     analysis_menu.addAction(w.heatmap_action)
     w.model_menu = analysis_menu.addMenu("&Model")
     w.model_menu.aboutToShow.connect(w.fill_model_menu)
+    w.backend_menu = analysis_menu.addMenu("Inference &runtime")
+    w.backend_menu.aboutToShow.connect(w.fill_backend_menu)
+    analysis_menu.addSeparator()
+    for action in (w.tour.next_action, w.tour.previous_action, w.coverage.toggle_action,
+                   w.linked.link_action):
+        analysis_menu.addAction(action)
     w.analysis_menu = analysis_menu
 
     annotate_menu = menu.addMenu("A&nnotate")
@@ -138,3 +159,145 @@ def build_menus(window: MainWindow) -> None:
     help_menu.addAction(make_action(w, "Intended use…", w.show_intended_use))
     help_menu.addAction(make_action(w, "About rcm-viewer", w.show_about))
     w.help_menu = help_menu
+
+
+class MenuActions:
+    """The window's menu-driven actions (help, about, recent files, models, runtimes, the
+    image's right-click menu): a mixin of ``MainWindow``, kept here beside the menus."""
+
+    def show_intended_use(self) -> None:
+        QMessageBox.information(self, "Intended use", INTENDED_USE)
+
+    def show_help(self) -> None:
+        dialog = TextDialog("rcm-viewer help", help_html(self.actions()), self)
+        dialog.show()
+        self.help_dialog = dialog
+
+    def show_about(self) -> None:
+        dialog = TextDialog("About rcm-viewer", about_html(self._active_model_text()), self)
+        dialog.show()
+        self.about_dialog = dialog
+
+    def _active_model_text(self) -> str:
+        """Name and version of the model a classification would use (no torch import)."""
+        from rcm_viewer.errors import ModelBundleError
+        from rcm_viewer.inference import default_bundle_dir, read_manifest
+
+        try:
+            manifest = read_manifest(chosen_model_dir() or default_bundle_dir())
+        except ModelBundleError as exc:
+            return f"none usable ({exc})"
+        text = f"{manifest.name} {manifest.version}"
+        return text + (" (demonstration, synthetic data)" if manifest.synthetic else "")
+
+    def fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        files = app_settings_module.recent_files()
+        if not files:
+            action = self.recent_menu.addAction("(none yet)")
+            action.setEnabled(False)
+        for index, path in enumerate(files, start=1):
+            where = Path(path)
+            self.recent_menu.addAction(f"&{index % 10} {where.name}  —  {where.parent}",
+                                       lambda p=path: self.open_path(p)).setToolTip(path)
+        if files:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear recent files", self._clear_recent_files)
+
+    def _clear_recent_files(self) -> None:
+        settings = app_settings_module.app_settings()
+        settings.setValue("recent_files", [])
+        settings.sync()
+
+    def fill_model_menu(self) -> None:
+        from rcm_viewer.inference import list_bundles
+
+        self.model_menu.clear()
+        chosen = chosen_model_dir()
+        if chosen is None:  # nothing picked: the default one is the active one
+            from rcm_viewer.errors import ModelBundleError
+            from rcm_viewer.inference import default_bundle_dir
+
+            with contextlib.suppress(ModelBundleError, OSError):
+                chosen = default_bundle_dir()
+        entries = list_bundles()
+        if not entries:
+            self.model_menu.addAction("(no model installed in models/)").setEnabled(False)
+        for entry in entries:
+            if entry.manifest is None:
+                action = self.model_menu.addAction(f"{entry.path.name}: {entry.problem}")
+                action.setEnabled(False)
+                continue
+            label = f"{entry.manifest.name} {entry.manifest.version}"
+            if entry.manifest.synthetic:
+                label += " (demonstration, synthetic data)"
+            action = self.model_menu.addAction(label)
+            action.setCheckable(True)
+            action.setChecked(chosen is not None and chosen.resolve() == entry.path.resolve())
+            action.triggered.connect(lambda _=False, p=entry.path: self._choose_model(p))
+        self.model_menu.addSeparator()
+        folder = self.model_menu.addAction("Open models &folder…",
+                                           lambda: self.status.message(
+                                               f"Models folder: {open_models_folder()}", 8000))
+        folder.setToolTip("Put extra model bundles here (one folder each); they appear above")
+
+    def fill_backend_menu(self) -> None:
+        """Analysis > Inference runtime: automatic (the fastest installed) or a fixed one."""
+        from rcm_viewer.inference.backends import available_backends
+
+        self.backend_menu.clear()
+        chosen = chosen_backend()
+        group = QActionGroup(self.backend_menu)
+        installed = available_backends()
+        labels = {"auto": "Automatic (fastest installed)", "openvino": "OpenVINO (CPU)",
+                  "torch": "PyTorch (channels-last, bfloat16 where native)",
+                  "torch-fp32": "PyTorch float32 (the reference)"}
+        for name in ("auto", *installed):
+            action = self.backend_menu.addAction(labels.get(name, name))
+            action.setCheckable(True)
+            action.setChecked(name == chosen)
+            group.addAction(action)
+            action.triggered.connect(lambda _=False, n=name: set_chosen_backend(n))
+
+    def _choose_model(self, path: Path) -> None:
+        settings = app_settings_module.app_settings()
+        settings.setValue("model/dir", str(path))
+        settings.sync()
+
+    def _show_view_menu(self, pos: Any) -> None:
+        """Right-click on the image: copy the position in µm, set the pixel size, export."""
+        mosaic = self.mosaic
+        if mosaic is None:
+            return
+        point = self.view.mapToScene(pos)
+        menu = QMenu(self)
+        px = mosaic.info.pixel_size_um
+        if px:
+            text = f"x {point.x() * px:.1f} µm, y {point.y() * px:.1f} µm"
+        else:
+            text = f"x {int(point.x())} px, y {int(point.y())} px"
+        copy = menu.addAction(f"Copy position ({text})")
+        copy.triggered.connect(lambda: QGuiApplication.clipboard().setText(text))
+        menu.addAction(self.pixel_size_action)
+        menu.addAction("Export view as PNG…", self.export_view_png)
+        menu.popup(self.view.viewport().mapToGlobal(pos))
+        self.view_menu_popup = menu
+
+    def export_view_png(self, path: str | Path | None = None) -> Path | None:
+        """Save what the image view shows (with overlay and scale bar) as a PNG."""
+        if path is None:
+            start = str(app_settings_module.app_settings().value("files/last_export_dir", ""))
+            name = f"{self.mosaic.path.stem}_view.png" if self.mosaic is not None else "view.png"
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export view as PNG",
+                                                    str(Path(start) / name), "PNG (*.png)")
+            if not chosen:
+                return None
+            path = chosen
+        target = Path(path)
+        if not self.view.viewport().grab().save(str(target), "PNG"):
+            self.show_error("View not exported", f"Cannot write {target.name} in {target.parent}")
+            return None
+        app_settings_module.app_settings().setValue("files/last_export_dir", str(target.parent))
+        self.status.message(f"View saved as {target}", 6000)
+        return target
+
