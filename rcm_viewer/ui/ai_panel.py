@@ -183,6 +183,7 @@ class AIPanel(QWidget):
         self.layer_combo.addItem("finer (layer3)", "layer3")
         self.layer_combo.setToolTip("Which network layer the map comes from: layer3 is twice "
                                     "as fine, layer4 is what the class decision uses")
+        self.explain_available = True  # False where torch is missing (the small app)
         self.explain_button = QPushButton("Explain visible region")
         self.explain_button.setToolTip("Compute the chosen saliency map for the chosen class "
                                        "over the region on screen (zoom in first: at most "
@@ -334,11 +335,21 @@ class AIPanel(QWidget):
                        self.colormap, self.legend, self.method_combo, self.layer_combo,
                        self.explain_button):
             widget.setEnabled(enabled)
+        self.explain_button.setEnabled(enabled and self.explain_available)
 
     def set_explanation_state(self, text: str, active: bool, busy: bool = False) -> None:
         self.explain_label.setText(text)
         self.clear_explain_button.setVisible(active)
-        self.explain_button.setEnabled(not busy and self.result is not None)
+        self.explain_button.setEnabled(not busy and self.result is not None
+                                       and self.explain_available)
+
+    def set_explain_available(self, available: bool, reason: str = "") -> None:
+        """Whether "Explain visible region" can run here (it needs torch)."""
+        self.explain_available = available
+        if reason:
+            self.explain_button.setToolTip(reason)
+        if not available:
+            self.explain_button.setEnabled(False)
 
     def overlay(self) -> tuple[QImage, tuple[float, float]] | None:
         """The heatmap image for the chosen class and its level-0 span, or None."""

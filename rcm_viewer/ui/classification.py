@@ -90,6 +90,16 @@ class Classification(QObject):
         panel.heatmapChanged.connect(self.refresh_overlay)
         panel.explainRequested.connect(self.explain_visible_region)
         panel.clearExplanationRequested.connect(self.clear_region_explanation)
+        self._offer_explanations_only_with_torch()
+
+    def _offer_explanations_only_with_torch(self) -> None:
+        """The pytorch-grad-cam methods need torch; without it (the small app) the button
+        says why instead of failing later. The class activation map needs no torch."""
+        from rcm_viewer.inference.backends import available_backends
+        from rcm_viewer.inference.engine import EXPLAIN_NEEDS_TORCH
+
+        if "torch" not in available_backends():
+            self.panel.set_explain_available(False, EXPLAIN_NEEDS_TORCH)
 
     # -- classify ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
 from rcm_viewer import __version__
+from rcm_viewer.inference.ood import OOD_EXPLANATION
 from rcm_viewer.intended_use import INTENDED_USE
 from rcm_viewer.paths import user_data_dir, user_log_dir
 
@@ -64,6 +65,7 @@ def help_html(actions: Iterable[QAction]) -> str:
     return (
         f"{HOW_TO}<h2>Keyboard shortcuts</h2><table cellspacing='6'>{rows}{extra}</table>"
         f"<h2>Intended use</h2><p>{html.escape(INTENDED_USE)}</p>"
+        f"<p>{html.escape(OOD_EXPLANATION)}</p>"
     )
 
 

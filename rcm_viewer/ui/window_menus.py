@@ -166,7 +166,13 @@ class MenuActions:
     image's right-click menu): a mixin of ``MainWindow``, kept here beside the menus."""
 
     def show_intended_use(self) -> None:
-        QMessageBox.information(self, "Intended use", INTENDED_USE)
+        from rcm_viewer.inference.ood import OOD_EXPLANATION
+
+        box = QMessageBox(QMessageBox.Icon.Information, "Intended use",
+                          f"{INTENDED_USE}\n\n{OOD_EXPLANATION}", QMessageBox.StandardButton.Ok,
+                          self)
+        box.open()  # not modal: the image stays in reach
+        self.intended_use_box = box
 
     def show_help(self) -> None:
         dialog = TextDialog("rcm-viewer help", help_html(self.actions()), self)

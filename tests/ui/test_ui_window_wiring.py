@@ -40,3 +40,37 @@ def test_batch_dialog_and_runtime_choice_from_the_menus(qtbot, make_window):
     assert app_settings().value(BACKEND_KEY) == chosen_backend()
     window.fill_model_menu()
     assert any("models folder" in a.text().replace("&", "") for a in window.model_menu.actions())
+
+
+def test_the_window_classifies_without_torch_and_says_what_needs_it(tmp_path):
+    """The small app has no torch: classify runs on OpenVINO, explanations say why not."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("openvino")
+    from test_inference_backends import BLOCK_TORCH
+
+    code = BLOCK_TORCH + (
+        "import os, sys, time\n"
+        "from rcm_viewer.ui.app import create_app\n"
+        "from rcm_viewer.ui.main_window import MainWindow\n"
+        "from rcm_viewer.paths import demo_mosaic\n"
+        "app = create_app(); w = MainWindow(); w.show()\n"
+        "w.open_path(demo_mosaic('bcc')); assert w.wait_until_idle(120)\n"
+        "w.classify(); t = time.time()\n"
+        "while w._classify_job is not None and time.time() - t < 300:\n"
+        "    app.processEvents(); time.sleep(0.02)\n"
+        "p = w.prediction\n"
+        "assert p is not None and p.ok and p.backend == 'openvino', (p, w.last_error)\n"
+        "assert not w.ai_panel.explain_button.isEnabled()\n"
+        "assert 'PyTorch' in w.ai_panel.explain_button.toolTip()\n"
+        "assert 'torch' not in sys.modules\n"
+        "w.close(); print('ok')\n"
+    )
+    env = dict(os.environ, RCM_VIEWER_DATA_DIR=str(tmp_path), QT_QPA_PLATFORM="offscreen")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=400, env=env)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
