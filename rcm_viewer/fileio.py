@@ -21,7 +21,7 @@ __all__ = ["atomic_write", "atomic_write_with"]
 
 def atomic_write_with(
     path: str | os.PathLike[str],
-    write: Callable[[IO[bytes]], None],
+    write: Callable[[IO[bytes]], object],
     *,
     fsync: bool = True,
     mode: int | None = None,

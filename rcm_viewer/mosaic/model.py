@@ -204,7 +204,7 @@ def mosaic_error(path: Path | str, reason: str) -> MosaicError:
     return MosaicError(one_line(f"{name} {reason}"), path=p)
 
 
-def one_line(text: str, limit: int = 300) -> str:
+def one_line(text: str | BaseException, limit: int = 300) -> str:
     """Squash a (library) message onto one short line: dialogs and the CLI show one line."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -43,7 +43,7 @@ CLASS_DISPLAY_NAMES = {
 def draw_params(lesion_class: str, rng: np.random.Generator) -> dict[str, Any]:
     """Per-mosaic morphology parameters: each mosaic of a class looks a bit different."""
     u = rng.uniform
-    common = {
+    common: dict[str, Any] = {
         "epi_threshold": u(0.45, 0.62),
         "depth_scale_um": u(350.0, 700.0),
         "fibre_angle": u(0.0, np.pi),
