@@ -52,7 +52,8 @@ def test_no_module_outside_ui_uses_widgets() -> None:
     offenders = []
     for path in (REPO / "rcm_viewer").rglob("*.py"):
         relative = path.relative_to(REPO / "rcm_viewer")
-        if relative.parts[0] == "ui" or relative.name == "cli.py":
+        # the entry points start the window: cli.py (gui command), selftest.py (renders it)
+        if relative.parts[0] == "ui" or relative.name in ("cli.py", "selftest.py"):
             continue
         text = path.read_text(encoding="utf-8")
         code = re.sub(r'"""[\s\S]*?"""', "", text)  # docstrings may name widgets

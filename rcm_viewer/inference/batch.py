@@ -243,6 +243,9 @@ class ClassificationRow:
     prediction: Prediction | None = field(default=None, compare=False, repr=False)
     #: The inference backend that ran (backends.py).
     backend: str = ""
+    #: The out-of-distribution check (inference/ood.py): None without OOD statistics.
+    ood_score: float | None = None
+    in_distribution: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -263,13 +266,11 @@ class ClassificationRow:
             data[f"p_{class_id}"] = (
                 None if self.probabilities is None else round(self.probabilities[index], 6)
             )
-        ood = self.prediction.ood_score if self.prediction is not None else None
-        data["ood_score"] = None if ood is None else round(ood, 4)
-        data["in_distribution"] = (self.prediction.in_distribution
-                                   if self.prediction is not None else None)
-        data.update(top_class=self.top_class, seconds=round(self.seconds, 3),
+        data.update(top_class=self.top_class,
+                    ood_score=None if self.ood_score is None else round(self.ood_score, 4),
+                    in_distribution=self.in_distribution, seconds=round(self.seconds, 3),
                     backend=self.backend)
-        return data
+        return {column: data[column] for column in row_columns(self.class_ids)}
 
 
 def row_columns(class_ids: Sequence[str]) -> list[str]:
@@ -422,6 +423,8 @@ def classify_paths(
             pixel_size_source=source if used_um is not None else None,
             prediction=prediction,
             backend=runner.name,
+            ood_score=prediction.ood_score if ok and prediction else None,
+            in_distribution=prediction.in_distribution if ok and prediction else None,
             **common,
         )
 

@@ -11,10 +11,9 @@ from rcm_test_helpers import run_cli
 
 from rcm_viewer.cli import main
 from rcm_viewer.inference import ModelBundle, classify_paths
+from rcm_viewer.inference.batch import row_columns
 
-COLUMNS = ["path", "sha256", "status", "width", "height", "pixel_size_um", "pixel_size_source",
-           "model", "model_version", "weights_sha256", "p_melanoma", "p_bcc", "p_naevus",
-           "top_class", "ood_score", "in_distribution", "seconds", "backend"]
+COLUMNS = row_columns(("melanoma", "bcc", "naevus"))
 
 
 def test_json_rows_with_a_bad_file_among_good_ones(

@@ -37,7 +37,7 @@ def test_a_broken_seal_fails_with_the_reason(tmp_path: Path,
     source = Path(__file__).resolve().parents[2] / "models"
     bundle = tmp_path / "models" / "rcm-demo-resnet34"
     bundle.mkdir(parents=True)
-    for name in ("manifest.json", "MODEL_CARD.md"):
+    for name in ("manifest.json", "MODEL_CARD.md", "network.onnx", "ood.npz"):
         shutil.copy2(source / "rcm-demo-resnet34" / name, bundle)
     (bundle / "weights.pt").write_bytes(b"not the sealed weights")
     monkeypatch.setattr("rcm_viewer.paths.MODELS_DIR", tmp_path / "models")

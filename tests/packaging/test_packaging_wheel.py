@@ -34,7 +34,7 @@ def test_wheel_holds_code_model_and_demo(wheel: Path) -> None:
         assert init.relative_to(REPO).as_posix() in names
     assert "rcm_viewer/selftest.py" in names and "rcm_viewer/ui/welcome.py" in names
     model = f"rcm_viewer/bundled_models/{BUNDLE}"
-    for name in ("weights.pt", "manifest.json", "MODEL_CARD.md"):
+    for name in ("weights.pt", "manifest.json", "MODEL_CARD.md", "network.onnx", "ood.npz"):
         member = f"{model}/{name}"
         assert member in names
         assert sizes[member] == (REPO / "models" / BUNDLE / name).stat().st_size
