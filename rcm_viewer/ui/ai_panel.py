@@ -154,6 +154,10 @@ class AIPanel(QWidget):
         self.show_heatmap.setChecked(True)
         self.show_heatmap.toggled.connect(self.heatmapChanged)
         self.class_combo = QComboBox()
+        self.class_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.class_combo.setMinimumContentsLength(8)  # a narrow side column must not clip the panel
         self.class_combo.setToolTip("Which class's activation map to overlay")
         self.class_combo.currentIndexChanged.connect(self.heatmapChanged)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
@@ -167,6 +171,10 @@ class AIPanel(QWidget):
         self.threshold.setToolTip("Hide heatmap values below this fraction of the maximum")
         self.threshold.valueChanged.connect(self.heatmapChanged)
         self.colormap = QComboBox()
+        self.colormap.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.colormap.setMinimumContentsLength(8)  # a narrow side column must not clip the panel
         self.colormap.addItems(list(COLORMAPS))
         self.colormap.setToolTip("Heatmap colour palette")
         self.legend = ColorLegend()
@@ -174,11 +182,19 @@ class AIPanel(QWidget):
         self.colormap.currentTextChanged.connect(lambda _t: self.heatmapChanged.emit())
 
         self.method_combo = QComboBox()
+        self.method_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.method_combo.setMinimumContentsLength(8)  # a narrow column must not clip the panel
         for method_id, label in REGION_METHODS:
             self.method_combo.addItem(label, method_id)
         self.method_combo.setToolTip("Second-opinion saliency method (pytorch-grad-cam) for the "
                                      "region on screen; Grad-CAM is the default")
         self.layer_combo = QComboBox()
+        self.layer_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.layer_combo.setMinimumContentsLength(8)  # a narrow side column must not clip the panel
         self.layer_combo.addItem("last block (layer4)", "layer4")
         self.layer_combo.addItem("finer (layer3)", "layer3")
         self.layer_combo.setToolTip("Which network layer the map comes from: layer3 is twice "

@@ -112,6 +112,8 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
         ai_scroll = QScrollArea()
         ai_scroll.setWidgetResizable(True)
         ai_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        # never sideways: the banner and the bars must be read whole, not scrolled to
+        ai_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         ai_scroll.setWidget(self.ai_panel)
         self.ai_gate.set_content(ai_scroll)
         self.ai_dock = self._dock("AI result", self.ai_gate, "AIDock",
