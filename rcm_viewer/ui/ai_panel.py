@@ -160,6 +160,9 @@ class AIPanel(QWidget):
         self.class_combo.setMinimumContentsLength(8)  # a narrow side column must not clip the panel
         self.class_combo.setToolTip("Which class's activation map to overlay")
         self.class_combo.currentIndexChanged.connect(self.heatmapChanged)
+        # the heatmap follows the top class of each new result, unless the reader picked one
+        self.class_picked_by_reader = False
+        self.class_combo.activated.connect(lambda _index: self._reader_picked_class())
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(45)
@@ -273,8 +276,12 @@ class AIPanel(QWidget):
 
     # -- result ---------------------------------------------------------------------------
 
+    def _reader_picked_class(self) -> None:
+        self.class_picked_by_reader = True
+
     def clear(self) -> None:
         self.result = None
+        self.class_picked_by_reader = False
         self.bars.setOpts(x0=[], y=[], width=[])
         for text in self._bar_texts:
             self.plot.removeItem(text)
@@ -338,7 +345,7 @@ class AIPanel(QWidget):
             self.class_combo.addItem(name, cid)
         if result.ood_heatmap is not None:
             self.class_combo.addItem(OOD_LAYER_NAME, OOD_LAYER)
-        index = self.class_combo.findData(previous_class)
+        index = self.class_combo.findData(previous_class) if self.class_picked_by_reader else -1
         if index < 0 and result.probabilities is not None:
             index = int(np.argmax(result.probabilities))
         self.class_combo.setCurrentIndex(max(index, 0))

@@ -61,3 +61,24 @@ def test_colormap_is_transparent_at_zero() -> None:
                           threshold=0.6)
     assert image.pixelColor(1, 0).alpha() == 0  # 0.5 below the threshold
     assert image.pixelColor(0, 1).alpha() > 0
+
+
+def test_the_heatmap_class_follows_a_new_top_class_unless_the_reader_chose(qtbot) -> None:
+    """Classifying again gave bcc the top place, but the heatmap stayed on melanoma."""
+    import dataclasses
+
+    panel = AIPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.show_result(_result())
+    assert panel.class_combo.currentData() == "melanoma"
+    bcc_first = dataclasses.replace(_result(), probabilities=(0.2, 0.7, 0.1))
+    panel.show_result(bcc_first)
+    assert panel.class_combo.currentData() == "bcc"
+    panel.class_combo.setCurrentIndex(2)
+    panel.class_combo.activated.emit(2)  # what a reader's pick emits
+    panel.show_result(bcc_first)
+    assert panel.class_combo.currentData() == "naevus"  # the reader's choice is kept
+    panel.clear()  # a new classification starts
+    panel.show_result(_result())
+    assert panel.class_combo.currentData() == "melanoma"
