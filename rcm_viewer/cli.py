@@ -303,6 +303,9 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     if manifest.synthetic:
         print(f"rcm-viewer: note: {manifest.display_name}: a demonstration model; its "
               "probabilities say nothing about real lesions", file=sys.stderr)
+    if not bundle.verified:
+        print(f"rcm-viewer: warning: {manifest.display_name}: unverified model "
+              f"({bundle.trust}): its origin cannot be checked", file=sys.stderr)
     writer = None
     if args.out is not None:
         writer = RowWriter(args.out, manifest.class_ids, weights_sha256=manifest.weights_sha256,
@@ -480,6 +483,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 
+from rcm_viewer.inference.sign_commands import (  # noqa: E402
+    add_keygen_parser,
+    add_sign_bundle_parser,
+)
 from rcm_viewer.training.commands import (  # noqa: E402
     add_evaluate_parser,
     add_fit_ood_parser,
@@ -496,6 +503,8 @@ _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_train_parser,
     add_evaluate_parser,
     add_fit_ood_parser,
+    add_keygen_parser,
+    add_sign_bundle_parser,
 ]
 
 

@@ -246,6 +246,8 @@ class ClassificationRow:
     #: The out-of-distribution check (inference/ood.py): None without OOD statistics.
     ood_score: float | None = None
     in_distribution: bool | None = None
+    #: Who vouches for the model (signing.py): "signed by NAME" or "unverified: ...".
+    model_trust: str = ""
 
     @property
     def ok(self) -> bool:
@@ -260,7 +262,7 @@ class ClassificationRow:
                 self.pixel_size_um, 6),
             "pixel_size_source": self.pixel_size_source,
             "model": self.model_name, "model_version": self.model_version,
-            "weights_sha256": self.weights_sha256,
+            "weights_sha256": self.weights_sha256, "model_trust": self.model_trust,
         }
         for index, class_id in enumerate(self.class_ids):
             data[f"p_{class_id}"] = (
@@ -275,7 +277,7 @@ class ClassificationRow:
 
 def row_columns(class_ids: Sequence[str]) -> list[str]:
     return ["path", "sha256", "status", "width", "height", "pixel_size_um",
-            "pixel_size_source", "model", "model_version", "weights_sha256",
+            "pixel_size_source", "model", "model_version", "weights_sha256", "model_trust",
             *(f"p_{c}" for c in class_ids), "top_class", "ood_score", "in_distribution",
             "seconds", "backend"]
 
@@ -355,7 +357,8 @@ def classify_paths(
         return getattr(paths, "total", None) or 0
 
     common = {"class_ids": manifest.class_ids, "model_name": manifest.name,
-              "model_version": manifest.version, "weights_sha256": manifest.weights_sha256}
+              "model_version": manifest.version, "weights_sha256": manifest.weights_sha256,
+              "model_trust": bundle.trust}
     for index, raw in enumerate(paths):
         path = Path(raw)
         started = time.perf_counter()

@@ -12,6 +12,7 @@ pickled Python object is ever executed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -61,6 +62,15 @@ class ModelBundle:
 
     path: Path
     manifest: ModelManifest
+    #: Who vouches for it (inference/signing.py): "signed by NAME", "unverified: unsigned"
+    #: or "unverified: unknown key ID". A bad signature never gets this far (refused).
+    trust: str = "unverified: unsigned"
+
+    @property
+    def verified(self) -> bool:
+        from rcm_viewer.inference.signing import is_verified
+
+        return is_verified(self.trust)
 
     @property
     def weights_path(self) -> Path:
@@ -116,6 +126,8 @@ class BundleEntry:
     path: Path
     manifest: ModelManifest | None
     problem: str | None = None
+    #: ``ModelBundle.trust`` of a usable bundle ("" for a broken one).
+    trust: str = ""
 
 
 def safetensors_available() -> bool:
@@ -183,7 +195,26 @@ def _read_file(path: Path, bundle_dir: Path, limit: int) -> bytes:
 
 
 def read_manifest(bundle_dir: str | os.PathLike[str]) -> ModelManifest:
-    """Parse and check a bundle's manifest (schema, fields, seal); files are not hashed."""
+    """Parse and check a bundle's manifest (schema, fields, seal, signature); files are not
+    hashed. A manifest signed by the project key reads as a demonstration model."""
+    return _trusted_manifest(Path(bundle_dir).expanduser(), check_signature=True)[0]
+
+
+def _trusted_manifest(directory: Path, *, check_signature: bool) -> tuple[ModelManifest, str]:
+    """The manifest as this installation reads it, and who vouches for it (signing.py)."""
+    from rcm_viewer.inference.signing import TRUST_UNSIGNED, verify_manifest_bytes
+
+    manifest, manifest_bytes = _read_manifest_bytes(directory)
+    if not check_signature:
+        return manifest, TRUST_UNSIGNED
+    verdict = verify_manifest_bytes(directory, manifest_bytes)
+    if verdict.force_demonstration and not manifest.synthetic:
+        manifest = dataclasses.replace(manifest, synthetic=True)
+    return manifest, verdict.trust
+
+
+def _read_manifest_bytes(bundle_dir: str | os.PathLike[str]) -> tuple[ModelManifest, bytes]:
+    """The parsed manifest and the exact bytes it was parsed from (what a signature signs)."""
     directory = Path(bundle_dir).expanduser()
     if not directory.exists():
         raise ModelBundleError(f"model bundle {directory} does not exist")
@@ -195,22 +226,25 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> ModelManifest:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelBundleError(f"{where} is not valid JSON ({exc})") from None
-    return parse_manifest(data, where)
+    return parse_manifest(data, where), raw
 
 
 def load_bundle(bundle_dir: str | os.PathLike[str], *, verify: bool = True,
-                _verify_onnx: bool = True) -> ModelBundle:
+                _verify_onnx: bool = True, check_signature: bool = True) -> ModelBundle:
     """Open a bundle and verify it: manifest seal, weights and model card checksums.
 
     ``verify=False`` skips hashing the weights (listing many bundles quickly); the weights
-    are hashed again whenever they are loaded into a network, whatever this says.
+    are hashed again whenever they are loaded into a network, whatever this says. The
+    signature (signing.py) is always checked against the manifest bytes parsed here: a
+    mismatch is refused, and a bundle signed by the project key is a demonstration model
+    whatever its manifest says. ``check_signature=False`` (signing itself) skips it.
     """
     directory = Path(bundle_dir).expanduser()
-    manifest = read_manifest(directory)
+    manifest, trust = _trusted_manifest(directory, check_signature=check_signature)
     card = _read_file(directory / manifest.model_card_file, directory, MAX_TEXT_BYTES)
     if sha256_bytes(card) != manifest.model_card_sha256:
         raise _mismatch(directory / manifest.model_card_file, directory)
-    bundle = ModelBundle(directory.resolve(), manifest)
+    bundle = ModelBundle(directory.resolve(), manifest, trust)
     sealed = [directory / manifest.weights_file]
     if manifest.onnx_file and _verify_onnx:
         sealed.append(directory / manifest.onnx_file)
@@ -260,6 +294,7 @@ def attach_ood(bundle_dir: str | os.PathLike[str], model: OodModel) -> ModelBund
     data["manifest_sha256"] = manifest_seal(data)
     atomic_write(directory / MANIFEST_NAME,
                  (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    _drop_signature(directory)
     return load_bundle(directory)
 
 
@@ -283,7 +318,7 @@ def list_bundles(models_dir: str | os.PathLike[str] | None = None) -> list[Bundl
             continue
         try:
             bundle = load_bundle(child, verify=False)
-            entries.append(BundleEntry(bundle.path, bundle.manifest))
+            entries.append(BundleEntry(bundle.path, bundle.manifest, trust=bundle.trust))
         except ModelBundleError as exc:
             entries.append(BundleEntry(child.resolve(), None, str(exc)))
     return entries
@@ -468,7 +503,14 @@ def export_onnx(bundle_dir: str | os.PathLike[str]) -> tuple[ModelBundle, bool]:
                      mode=0o644)
     except OSError as exc:
         raise ModelBundleError(f"cannot write {ONNX_NAME} into {directory}: {exc}") from exc
+    _drop_signature(directory)
     return load_bundle(directory), True
+
+
+def _drop_signature(directory: Path) -> None:
+    from rcm_viewer.inference.signing import drop_signature
+
+    drop_signature(directory)
 
 
 def _remove_tree(path: Path) -> None:

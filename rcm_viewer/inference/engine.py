@@ -437,6 +437,7 @@ def classify_mosaic(
         "model_version": manifest.version,
         "weights_sha256": manifest.weights_sha256,
         "model_synthetic": manifest.synthetic,
+        "model_trust": bundle.trust,
         "pixel_size_um": mosaic_um,
         "model_pixel_size_um": manifest.pixel_size_um,
         "n_tiles_grid": columns * rows,

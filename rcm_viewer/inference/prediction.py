@@ -68,6 +68,9 @@ class Prediction:
     model_version: str = ""
     weights_sha256: str = ""
     model_synthetic: bool = False
+    #: Who vouches for the model (signing.py): "signed by NAME", "unverified: unsigned",
+    #: "unverified: unknown key ID"; "" when not recorded.
+    model_trust: str = ""
     #: Mosaic µm/px used, and the model's µm/px the tissue was resampled to.
     pixel_size_um: float | None = None
     model_pixel_size_um: float | None = None
@@ -136,6 +139,7 @@ class Prediction:
             "model_version": self.model_version,
             "weights_sha256": self.weights_sha256,
             "model_synthetic": self.model_synthetic,
+            "model_trust": self.model_trust,
             "pixel_size_um": self.pixel_size_um,
             "model_pixel_size_um": self.model_pixel_size_um,
             "n_tiles": self.n_tiles,

@@ -51,6 +51,11 @@ from rcm_viewer.session import AIView, view_from_stored
 log = logging.getLogger(__name__)
 
 SYNTHETIC_BANNER = DEMONSTRATION_BANNER
+#: The AI section's line when the model was not signed by a trusted key (issue 16).
+UNVERIFIED_MODEL_NOTE = (
+    "Unverified model: when this result was made, the model bundle was unsigned or signed "
+    "by a key this installation does not trust; its origin and contents cannot be checked."
+)
 #: Close-ups are read at full resolution up to this many pixels a side, else downsampled.
 CLOSEUP_MAX_PX = 768
 #: A point annotation's close-up is this many full-resolution pixels a side.
@@ -226,6 +231,14 @@ class AISection:
     top_class: str | None = None
     heatmap_class: str | None = None
     created_at: str | None = None
+    #: "unverified: ..." when the model was unsigned or signed by an unknown key when the
+    #: result was made (inference/signing.py); "" when verified or not recorded.
+    model_trust: str = ""
+
+    @property
+    def unverified_note(self) -> str:
+        """The report's line on an unverified model, or ""."""
+        return UNVERIFIED_MODEL_NOTE if self.model_trust.startswith("unverified") else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -236,6 +249,8 @@ class AISection:
             "weights_sha256": self.weights_sha256,
             "synthetic": self.synthetic,
             "banner": SYNTHETIC_BANNER if self.synthetic else None,
+            "model_trust": self.model_trust,
+            "unverified_model": bool(self.unverified_note),
             "probabilities": [
                 {"class_id": c, "class_name": n, "probability": p}
                 for c, n, p in self.probabilities
@@ -557,7 +572,7 @@ def _ai_section(record: CaseRecord) -> tuple[AISection, AIView | None]:
     return AISection(
         True, note, view.model_name, view.model_version, view.weights_sha256, view.synthetic,
         probs, view.top_class, view.top_class if view.heatmap is not None else None,
-        None,
+        None, view.model_trust,
     ), view
 
 

@@ -240,6 +240,8 @@ def build_html(report: Report, add_image: Callable[[str, QImage], str]) -> str:
         parts.append(f"<p>Model: <b>{_e(ai.model_name)} {_e(ai.model_version)}</b>{_e(when)}"
                      f"<br/><span class='small'>weights sha256 {_e(ai.weights_sha256)}"
                      "</span></p>")
+        if ai.unverified_note:
+            parts.append(f"<p class='note'><b>{_e(ai.unverified_note)}</b></p>")
         rows = []
         for class_id, name, p in ai.probabilities:
             url = add_image(f"bar_{class_id}", bar_image(p, class_id == ai.top_class))

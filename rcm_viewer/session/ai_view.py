@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from rcm_viewer.inference.prediction import Prediction
 
 SYNTHETIC_FLAG = "synthetic_model"
+#: Stored with a result whose model was unsigned or signed by an unknown key (signing.py).
+UNVERIFIED_FLAG = "unverified_model"
+
+
+def _is_unverified(trust: str) -> bool:
+    return trust.startswith("unverified")  # signing.is_unverified, without the import
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,13 @@ class AIView:
     ood_heatmap: np.ndarray | None = None  # (rows, columns) in 0-1, same grid as heatmap
     #: Optional scale check (engine.check_scale): "" or one sentence.
     scale_note: str = ""
+    #: Who vouches for the model (inference/signing.py): "signed by NAME",
+    #: "unverified: ..." (shown as "unverified model"), or "" when not recorded.
+    model_trust: str = ""
+
+    @property
+    def model_unverified(self) -> bool:
+        return _is_unverified(self.model_trust)
 
     @property
     def top_class(self) -> str | None:
@@ -93,6 +106,7 @@ def view_from_prediction(prediction: Prediction) -> AIView:
         prediction.in_distribution,
         prediction.ood_tile_share,
         prediction.ood_heatmap,
+        model_trust=prediction.model_trust,
     )
 
 
@@ -123,6 +137,8 @@ def view_from_stored(result: AIResult) -> AIView:
         f"Saved result from {result.created_at:%Y-%m-%d %H:%M}.",
         ood_score=result.ood_score,
         in_distribution=result.in_distribution,
+        model_trust="unverified: when this result was saved" if UNVERIFIED_FLAG in result.flags
+        else "",
     )
 
 
@@ -140,6 +156,8 @@ def stored_from_prediction(prediction: Prediction) -> AIResult:
     flags = list(prediction.flags)
     if prediction.model_synthetic and SYNTHETIC_FLAG not in flags:
         flags.append(SYNTHETIC_FLAG)
+    if _is_unverified(prediction.model_trust) and UNVERIFIED_FLAG not in flags:
+        flags.append(UNVERIFIED_FLAG)
     if prediction.probabilities is None:
         raise ValueError("a prediction without probabilities cannot be stored")
     return AIResult.from_probabilities(

@@ -67,12 +67,17 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--version", default="1.0")
     p.add_argument("--synthetic-data", action="store_true", default=None,
                    help="declare the data synthetic (detected for `rcm-viewer synth` folders)")
+    p.add_argument("--sign-key", type=Path, default=None, metavar="PRIVATE_KEY.pem",
+                   help="sign the exported bundle with this key (rcm-viewer keygen)")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from rcm_viewer.inference.signing import check_signing_key, sign_bundle
     from rcm_viewer.training.trainer import TrainingConfig, train
 
+    if args.sign_key is not None:
+        check_signing_key(args.sign_key)  # a bad key fails now, not after the training
     config = TrainingConfig(
         data_dir=args.data_dir, out_dir=args.out, architecture=args.arch,
         pretrained=args.pretrained, tile_px=args.tile_px, pixel_size_um=args.pixel_size_um,
@@ -86,6 +91,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         command="rcm-viewer " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     train(config, progress=lambda line: print(line, flush=True))
+    if args.sign_key is not None:
+        print(f"signed: {sign_bundle(args.out, args.sign_key)}", flush=True)
     return EXIT_OK
 
 

@@ -3,7 +3,8 @@
 Shown inside the reader-first gate, so nothing here is visible before the
 reader commits an unaided assessment (in reader-first mode). Whenever the
 model is a demonstration model trained on synthetic images, a banner says so
-above every probability.
+above every probability; whenever the model is unsigned or signed by a key this
+installation does not trust, a line under the model name says "Unverified model".
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from rcm_viewer.reports.display import COLORMAPS, colormap_lut
 from rcm_viewer.reports.images import heatmap_image
 from rcm_viewer.reports.model import SYNTHETIC_BANNER
 from rcm_viewer.session import AIView
+
+UNVERIFIED_TEXT = ("Unverified model ({why}): no key this installation trusts signed it, so its "
+                   "origin and contents cannot be checked.")
+UNVERIFIED_TOOLTIP = ("A model bundle is verified when it is signed (rcm-viewer sign-bundle) by "
+                      "a key in the trusted-keys folder of the user data folder, or by the "
+                      "rcm-viewer project's key (demonstration models only).")
 
 #: pytorch-grad-cam methods offered for the visible region (ids of inference.CAM_METHODS;
 #: listed here so the panel needs no torch). Slow ones say so.
@@ -116,6 +123,12 @@ class AIPanel(QWidget):
         self.banner.setVisible(False)
         self.model_label = QLabel("No model run yet.")
         self.model_label.setWordWrap(True)
+        self.trust_label = QLabel("")
+        self.trust_label.setObjectName("UnverifiedModel")
+        self.trust_label.setWordWrap(True)
+        self.trust_label.setStyleSheet("font-weight: bold; color: #e0a040;")
+        self.trust_label.setToolTip(UNVERIFIED_TOOLTIP)
+        self.trust_label.setVisible(False)
         self.classify_button = QPushButton("Classify (Ctrl+R)")
         self.classify_button.setToolTip("Run the classifier on the whole mosaic in the "
                                         "background; the window stays usable")
@@ -236,6 +249,7 @@ class AIPanel(QWidget):
         layout.addWidget(self.banner)
         layout.addLayout(run_row)
         layout.addWidget(self.model_label)
+        layout.addWidget(self.trust_label)
         layout.addWidget(self.ood_label)
         layout.addWidget(self.plot)
         layout.addWidget(self.scale_label)
@@ -270,9 +284,20 @@ class AIPanel(QWidget):
         self.progress.setValue(done)
         self.progress.setFormat(f"{done}/{total} tiles")
 
-    def set_model_info(self, name: str, version: str, synthetic: bool) -> None:
+    def set_model_info(self, name: str, version: str, synthetic: bool,
+                       trust: str = "") -> None:
         self.banner.setVisible(synthetic)
         self.model_label.setText(f"Model: {name} {version}")
+        self.set_model_trust(trust)
+
+    def set_model_trust(self, trust: str) -> None:
+        """Show "Unverified model" for an unsigned/unknown-key model ("" or signed: hide)."""
+        unverified = trust.startswith("unverified")
+        why = trust.split(":", 1)[1].strip() if ":" in trust else trust
+        self.trust_label.setText(UNVERIFIED_TEXT.format(why=why) if unverified else "")
+        self.trust_label.setVisible(unverified)
+        signed = trust.startswith("signed by")
+        self.model_label.setToolTip(trust if signed else "")
 
     # -- result ---------------------------------------------------------------------------
 
@@ -291,6 +316,7 @@ class AIPanel(QWidget):
         self.set_scale_note("")
         self.model_label.setText("No model run yet.")
         self.banner.setVisible(False)
+        self.set_model_trust("")
         self.class_combo.clear()
         self._set_heatmap_controls_enabled(False)
         self.set_explanation_state("", False)
@@ -303,7 +329,9 @@ class AIPanel(QWidget):
         sha = result.weights_sha256[:12]
         self.model_label.setText(f"Model: {result.model_name} {result.model_version} "
                                  f"(weights {sha}…)")
-        self.model_label.setToolTip(f"weights sha256 {result.weights_sha256}")
+        self.set_model_trust(result.model_trust)
+        self.model_label.setToolTip(f"weights sha256 {result.weights_sha256}"
+                                    + (f"; {result.model_trust}" if result.model_trust else ""))
         for text in self._bar_texts:
             self.plot.removeItem(text)
         self._bar_texts = []

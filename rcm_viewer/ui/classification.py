@@ -129,7 +129,8 @@ class Classification(QObject):
 
             bundle = load_chosen_bundle()
             manifest = bundle.manifest
-            job.signals.partial.emit(("model", manifest.name, manifest.version, manifest.synthetic))
+            job.signals.partial.emit(("model", manifest.name, manifest.version, manifest.synthetic,
+                                      bundle.trust))
             try:
                 return classify_mosaic(mosaic, bundle, progress=progress, cancel=cancelled,
                                        on_partial=job.signals.partial.emit, backend=backend)
@@ -172,9 +173,9 @@ class Classification(QObject):
         self.status.set_progress(done, total)
 
     def _on_partial(self, item: Any) -> None:
-        if isinstance(item, tuple):  # ("model", name, version, synthetic): what is loading
-            _, name, version, synthetic = item
-            self.panel.set_model_info(name, version, synthetic)
+        if isinstance(item, tuple):  # ("model", name, version, synthetic, trust): loading
+            _, name, version, synthetic, trust = item
+            self.panel.set_model_info(name, version, synthetic, trust)
             return
         self.session.show_prediction(self.session.token, item)
 

@@ -237,7 +237,10 @@ class MenuActions:
             label = f"{entry.manifest.name} {entry.manifest.version}"
             if entry.manifest.synthetic:
                 label += " (demonstration, synthetic data)"
+            if entry.trust.startswith("unverified"):  # inference/signing.py (issue 16)
+                label += " — unverified model"
             action = self.model_menu.addAction(label)
+            action.setToolTip(entry.trust)
             action.setCheckable(True)
             action.setChecked(chosen is not None and chosen.resolve() == entry.path.resolve())
             action.triggered.connect(lambda _=False, p=entry.path: self._choose_model(p))

@@ -36,6 +36,7 @@ def test_json_rows_with_a_bad_file_among_good_ones(
         assert row["model"] == "test-model" and row["model_version"] == "0.0.1"
         assert row["weights_sha256"] == random_bundle.manifest.weights_sha256
         assert row["backend"] == "torch"  # auto: this bundle has no ONNX export
+        assert row["model_trust"] == "unverified: unsigned"  # issue 16: said on every row
     assert "broken.tif is not a supported image" in broken["status"]
     assert "pixel size is unknown" in no_size["status"]
     assert black["status"] == "no assessable tissue"
@@ -45,6 +46,7 @@ def test_json_rows_with_a_bad_file_among_good_ones(
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("rcm-viewer: error")]
     assert len(errors) == 4 and "demonstration model" in captured.err
+    assert "unverified model (unverified: unsigned)" in captured.err
     assert "wrote" in captured.out
 
 
