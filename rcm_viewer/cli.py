@@ -304,8 +304,9 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         print(f"rcm-viewer: note: {manifest.display_name}: a demonstration model; its "
               "probabilities say nothing about real lesions", file=sys.stderr)
     if not bundle.verified:
-        print(f"rcm-viewer: warning: {manifest.display_name}: unverified model "
-              f"({bundle.trust}): its origin cannot be checked", file=sys.stderr)
+        why = bundle.trust.removeprefix("unverified: ")
+        print(f"rcm-viewer: note: {manifest.display_name}: unverified model ({why}): no "
+              "trusted key signed it, so its origin cannot be checked", file=sys.stderr)
     writer = None
     if args.out is not None:
         writer = RowWriter(args.out, manifest.class_ids, weights_sha256=manifest.weights_sha256,

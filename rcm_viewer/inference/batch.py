@@ -272,7 +272,7 @@ class ClassificationRow:
                     ood_score=None if self.ood_score is None else round(self.ood_score, 4),
                     in_distribution=self.in_distribution, seconds=round(self.seconds, 3),
                     backend=self.backend)
-        return {column: data[column] for column in row_columns(self.class_ids)}
+        return {column: data[column] for column in row_columns(self.class_ids)}  # CSV order
 
 
 def row_columns(class_ids: Sequence[str]) -> list[str]:

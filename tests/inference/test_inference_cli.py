@@ -46,7 +46,7 @@ def test_json_rows_with_a_bad_file_among_good_ones(
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("rcm-viewer: error")]
     assert len(errors) == 4 and "demonstration model" in captured.err
-    assert "unverified model (unverified: unsigned)" in captured.err
+    assert "unverified model (unsigned)" in captured.err
     assert "wrote" in captured.out
 
 

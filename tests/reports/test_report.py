@@ -55,6 +55,8 @@ def test_full_report_has_every_section(case, tmp_path: Path) -> None:
     assert data["header"]["case_id"] == case.case_id
     assert data["header"]["patient_pseudonym"] == PSEUDONYM
     assert data["ai_result"]["shown"] and data["ai_result"]["banner"] == SYNTHETIC_BANNER
+    assert data["ai_result"]["unverified_model"] is False  # no "unverified_model" flag
+    assert "Unverified model" not in text
     assert [p["probability"] for p in data["ai_result"]["probabilities"]] == [0.71, 0.19, 0.10]
     assert [i["key"] for i in data["images"]] == ["overview", "heatmap"]
     assert data["images"][0]["scale_bar"]["length_um"] > 0
@@ -214,3 +216,31 @@ def test_a_bare_case_and_qupath_style_annotations(tmp_path: Path) -> None:
     assert data["annotations"][0]["color"] == [200, 0, 0]
     assert data["checklists"] == [] and data["revised_assessment"] is None
     assert len(reader.pages) == 1
+
+
+def test_a_result_of_an_unverified_model_says_so(tmp_path: Path) -> None:
+    """Issue 16: a result whose model was unsigned (or signed by an unknown key) when it
+    was made carries the ``unverified_model`` flag, and the report's AI section says so."""
+    from report_case_helpers import READER, ai_result
+
+    from rcm_viewer.cases import AIResult
+    from rcm_viewer.reports.model import UNVERIFIED_MODEL_NOTE
+
+    fixture = make_case(tmp_path / "case", with_ai=False, commit=False)
+    base = ai_result(1024, 768)
+    unverified = AIResult.from_probabilities(
+        base.model_name, base.model_version, base.weights_sha256,
+        dict(zip(base.class_ids, base.probabilities, strict=True)), heatmap=base.heatmap,
+        flags=(*base.flags, "unverified_model"))
+    fixture.store.save_ai_result(fixture.case_id, unverified, READER)
+    fixture.store.commit_initial_assessment(fixture.case_id, READER)
+    pdf, sidecar = tmp_path / "r.pdf", tmp_path / "r.json"
+    try:
+        export_report(fixture.store, fixture.case_id, pdf, sidecar)
+    finally:
+        fixture.store.close()
+    text, _ = _text(pdf)
+    assert " ".join(UNVERIFIED_MODEL_NOTE.split()) in text
+    data = json.loads(sidecar.read_text(encoding="utf-8"))
+    assert data["ai_result"]["unverified_model"] is True
+    assert data["ai_result"]["model_trust"].startswith("unverified")

@@ -139,3 +139,21 @@ def test_missing_pretrained_file_fails_clearly(data_dir: Path, tmp_path: Path):
     config = _config(data_dir, tmp_path / "m", pretrained=tmp_path / "resnet18.pth")
     with pytest.raises(TrainingError, match="never downloads"):
         train(config, progress=None)
+
+
+def test_cli_train_signs_the_bundle_with_sign_key(data_dir: Path, tmp_path: Path, capsys):
+    """Issue 16: ``train --sign-key`` signs the exported bundle; a bad key fails at once."""
+    from rcm_viewer.inference.signing import SIGNATURE_NAME, generate_key_pair
+
+    args = ["train", str(data_dir), "--out", str(tmp_path / "m"), "--arch", "resnet18",
+            "--tile-px", "64", "--pixel-size-um", "2.0", "--epochs", "1",
+            "--crops-per-mosaic", "2", "--batch-size", "8", "--workers", "0",
+            "--split", "50/25/25"]
+    (tmp_path / "not-a-key.pem").write_text("nonsense", encoding="utf-8")
+    assert cli_main([*args, "--sign-key", str(tmp_path / "not-a-key.pem")]) != 0
+    assert "not an unencrypted PEM private key" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # refused before any training
+    private, _ = generate_key_pair(tmp_path / "keys" / "clinic-a")
+    assert cli_main([*args, "--sign-key", str(private)]) == 0
+    assert (tmp_path / "m" / SIGNATURE_NAME).is_file()
+    assert load_bundle(tmp_path / "m").trust.startswith("unverified: unknown key")

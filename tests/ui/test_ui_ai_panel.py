@@ -63,6 +63,30 @@ def test_colormap_is_transparent_at_zero() -> None:
     assert image.pixelColor(0, 1).alpha() > 0
 
 
+def test_an_unverified_model_is_said_under_the_model_name(qtbot) -> None:
+    """Issue 16: an unsigned or unknown-key model is shown as "Unverified model" while it
+    loads (set_model_info) and with its result (AIView.model_trust); a signed one is not."""
+    from dataclasses import replace
+
+    panel = AIPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.set_model_info("rcm-demo", "1.0", True, "unverified: unsigned")
+    assert panel.trust_label.isVisible() and "Unverified model (unsigned)" in (
+        panel.trust_label.text())
+    panel.show_result(replace(_result(), model_trust="unverified: unknown key 0123abcd"))
+    assert panel.trust_label.isVisible() and "unknown key 0123abcd" in panel.trust_label.text()
+    assert panel.banner.isVisible()
+    panel.grab().save("/tmp/ai_panel_unverified.png")
+    panel.show_result(replace(_result(), model_trust="signed by Clinic A"))
+    assert not panel.trust_label.isVisible()
+    assert "signed by Clinic A" in panel.model_label.toolTip()
+    panel.show_result(_result())  # trust not recorded (older results): nothing claimed
+    assert not panel.trust_label.isVisible()
+    panel.clear()
+    assert not panel.trust_label.isVisible()
+
+
 def test_the_heatmap_class_follows_a_new_top_class_unless_the_reader_chose(qtbot) -> None:
     """Classifying again gave bcc the top place, but the heatmap stayed on melanoma."""
     import dataclasses
