@@ -38,6 +38,7 @@ def test_wheel_holds_code_model_and_demo(wheel: Path) -> None:
         member = f"{model}/{name}"
         assert member in names
         assert sizes[member] == (REPO / "models" / BUNDLE / name).stat().st_size
+    assert "rcm_viewer/inference/keys/rcm-viewer-project.pub" in names  # signing.py
     for tif in (REPO / "resources" / "demo").glob("*.tif"):
         assert f"rcm_viewer/bundled_demo/{tif.name}" in names
     assert not any(n.startswith(("models/", "resources/", "tests/")) for n in names)
