@@ -5,19 +5,28 @@ VivaScope 1500/3000). Each field has its own gain, a vignetted (darker) border a
 so the column means (and the row means) of the mosaic repeat with the field period.
 Pixel size = field size / period.
 
-How the period is found (epoch folding, a standard period search for non-sinusoidal
-periodic signals): each profile is detrended and, for every candidate period on a fine
-logarithmic grid, folded modulo the period into a fixed number of phase bins; the share of
-the profile's variance the bin means explain is the candidate's score. Seams and
-vignetting make a sharp, non-sinusoidal pattern, which folding captures at its fundamental
-without the harmonic ambiguity of a single Fourier peak. x and y are searched together
-(square fields: one period), and their separate best periods must agree.
+Why two detectors, and why these: the tissue itself is regular too (cells, rete ridges and
+nests repeat every ~70-110 µm) and in the column means it is far stronger than the
+acquisition pattern, so a plain Fourier peak or an epoch fold of the whole profile locks on
+the tissue as often as on the grid. What the tissue does not make is
 
-Folding a profile that covers only K periods explains about 1/K of its variance by chance,
-so a candidate is scored by its excess over that null level; it needs at least
-``MIN_FIELDS`` whole fields. The answer is a suggestion with a confidence and a
-human-readable basis ("cannot tell" when there is no grid), never a silent value: the
-reader confirms it (ui/pixel_size_dialog.py).
+1. a *comb of sharp steps*: at each field border the gain jumps and the seam dips within one
+   or two pixels, for every row at once, so the first differences of the column means have
+   a spike every period, far above the tissue's (``_comb``: best-phase mean of the spike
+   profile on a comb of candidate period, as a z-score against the profile's own spread);
+2. a *vignetting bowl of one shape*: after removing each field's own mean (its gain), every
+   field is brighter in the middle than at its borders, by the same parabola
+   (``_bowl``: share of the within-field variance one shared parabola explains, signed, so a
+   dark-centred pattern counts against).
+
+A period is accepted when x and y agree on it (square fields: one period): each axis must
+show the comb, or the bowl together with a weaker comb. Multiples of the period hit the
+same seams, so the shortest candidate whose comb is about as strong wins. Candidates are
+limited to plausible RCM pixel sizes (``PLAUSIBLE_UM``) and to at least ``MIN_FIELDS``
+fields across. The answer is a suggestion with a confidence and a human-readable basis
+("cannot tell" when there is no grid, or a rival period is nearly as strong), never a
+silent value: the reader confirms it (ui/pixel_size_dialog.py). Thresholds were set on
+synthetic mosaics and no-grid images (benchmarks/bench_field_grid.py).
 
 Works on any level (pass its downsample), so a pyramid's overview suffices; numpy only.
 """
@@ -28,21 +37,29 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from rcm_viewer.mosaic.model import MAX_PIXEL_SIZE_UM, MIN_PIXEL_SIZE_UM
+from numpy.lib.stride_tricks import sliding_window_view
 
 #: VivaScope 1500/3000 field of view, µm.
 DEFAULT_FIELD_UM = 500.0
-MIN_FIELDS = 3.0
-PHASE_BINS = 24
-MIN_PERIOD_PX = 24.0
-#: Combined excess score needed to claim a grid at all, and for "high" confidence.
-MIN_EXCESS = 0.08
-HIGH_EXCESS = 0.2
-#: A peak unrelated to the best one this strong (relative) makes the answer "cannot tell".
-RIVAL_RATIO = 0.8
+#: Level-0 pixel sizes searched (µm/px): RCM devices are 0.5-1.0; a margin either side.
+PLAUSIBLE_UM = (0.3, 2.0)
+#: Fewer whole fields across than this and the period is not tested.
+MIN_FIELDS = 2.5
+MIN_PERIOD_PX = 12.0
+#: Relative step of the period grid (the comb needs sub-pixel accuracy over all fields).
+PERIOD_STEP = 0.001
+#: Comb z-score (weaker axis) that claims a grid on its own, and that supports the bowl.
+COMB_ACCEPT = 7.0
+COMB_SUPPORT = 4.5
+COMB_HIGH = 9.0
+#: Bowl score (weaker axis) that, with a supporting comb, claims a grid.
+BOWL_ACCEPT = 0.15
+#: A harmonic p/m replaces p when its comb excess is this far from 1/m toward p's.
+HARMONIC_SHARE = 0.6
+#: A rival period (not a simple ratio of the best) this strong relative makes "cannot tell".
+RIVAL_RATIO = 0.85
 #: x and y best periods must agree within this relative difference.
-AGREEMENT = 0.04
+AGREEMENT = 0.02
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,8 @@ def _profiles(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
     Log: a field's gain and vignetting multiply the tissue, so they add in the log and
     their periodic pattern survives the averaging whatever the tissue's brightness.
+    The masks are the number of pixels averaged (0 where too few): a step of the mean where
+    that number changes says which pixels were averaged, not what the image shows.
     """
     a = np.asarray(image, dtype=np.float32)
     if a.ndim == 3:
@@ -86,57 +105,104 @@ def _profiles(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         total = np.where(valid, log, 0.0).sum(axis=axis)
         ok = count >= max(4, 0.05 * a.shape[axis])
         profile = np.divide(total, count, out=np.zeros_like(total), where=ok)
-        out += [profile.astype(np.float64), ok]
+        out += [profile.astype(np.float64), np.where(ok, count, 0)]
     return out[0], out[1], out[2], out[3]
 
 
-def _fold_scores(y: np.ndarray, ok: np.ndarray, periods: np.ndarray) -> np.ndarray:
-    """Explained-variance excess over the chance level, for each candidate period.
+@dataclass
+class _Axis:
+    """Comb evidence of one profile over the period grid."""
 
-    For each period ``p`` the profile is first high-passed by subtracting its moving mean
-    over exactly ``p``: that leaves a ``p``-periodic pattern untouched and removes the
-    tissue's variation on scales longer than one field.
-    """
+    z: np.ndarray  # comb z-score at the best phase (0 where too few fields)
+    mean: np.ndarray  # comb mean (spike units) at the best phase
+    phase: np.ndarray  # best phase, pixels: the border sits between phase and phase + 1
+    usable: np.ndarray  # the axis holds MIN_FIELDS fields of this period
+    base: float = 0.0  # mean of the spike profile: what a comb tooth off the seams reads
+
+
+def _comb(y: np.ndarray, count: np.ndarray, periods: np.ndarray) -> _Axis:
     n = len(y)
-    idx = np.arange(n, dtype=np.float64)
-    w = ok.astype(np.float64)
-    cy = np.concatenate([[0.0], np.cumsum(y * w)])
-    cw = np.concatenate([[0.0], np.cumsum(w)])
-    scores = np.zeros(len(periods))
+    d = np.abs(np.diff(y))
+    # steps where the averaged pixels change (the edge of a round or ragged scan) are not
+    # seams; steps by fewer averaged pixels are noisier, so weigh them down
+    full = max(float(count.max()), 1.0)
+    good = (count[1:] > 0) & (count[:-1] > 0) & (np.abs(np.diff(count)) <= 0.002 * full + 1)
+    d = d * np.sqrt(np.minimum(count[1:], count[:-1]) / full)
+    empty = _Axis(np.zeros(len(periods)), np.zeros(len(periods)), np.zeros(len(periods)),
+                  np.zeros(len(periods), bool))
+    if good.sum() < 16:
+        return empty
+    d = np.where(good, d, 0.0)
+    d = d / max(float(np.median(d[good])), 1e-9)
+    # a seam is a dip two or three pixels wide: its two flanks and a gain step fall within
+    # +-1 px of the border; the period grid's drift over all fields stays under 1 px
+    spikes = sliding_window_view(np.pad(d, 1), 3).max(axis=1)
+    spikes = np.where(good, spikes, 0.0)
+    idx = np.flatnonzero(good)
+    first, last = int(idx[0]), int(idx[-1])
+    mu, sd = float(spikes[good].mean()), float(spikes[good].std()) + 1e-9
+    out = _Axis(empty.z.copy(), empty.mean.copy(), empty.phase.copy(), empty.usable.copy(), mu)
+    span = last - first + 1
     for i, p in enumerate(periods):
-        half = p / 2.0
-        lo = np.clip(np.round(idx - half).astype(np.int64), 0, n)
-        hi = np.clip(np.round(idx + half).astype(np.int64), 0, n)
-        full = (idx - half >= 0) & (idx + half <= n) & ok
-        weight = cw[hi] - cw[lo]
-        good = full & (weight > 0.8 * p)
-        if good.sum() < 3 * PHASE_BINS:
+        if span / p < MIN_FIELDS:
             continue
-        hp = y[good] - (cy[hi] - cy[lo])[good] / weight[good]
-        hp = hp - hp.mean()
-        total = float((hp * hp).sum())
-        if total <= 0:
-            continue
-        x = idx[good]
-        phase = np.floor((x / p % 1.0) * PHASE_BINS).astype(np.int64)
-        counts = np.bincount(phase, minlength=PHASE_BINS)
-        sums = np.bincount(phase, weights=hp, minlength=PHASE_BINS)
-        explained = float((sums[counts > 0] ** 2 / counts[counts > 0]).sum()) / total
-        covered = (x[-1] - x[0] + 1) / p
-        null = min(0.99, PHASE_BINS / len(hp) + 1.0 / covered)
-        scores[i] = (explained - null) / (1.0 - null)
-    return scores
+        phi = np.arange(0.0, p, 0.5)
+        ks = np.arange(int(n / p) + 2)
+        pos = np.rint(phi[:, None] + ks[None, :] * p).astype(np.int64)
+        inside = (pos >= first) & (pos <= last)
+        posc = np.clip(pos, 0, n - 2)
+        hit = inside & good[posc]
+        cnt = np.maximum(hit.sum(axis=1), 1)
+        mean = np.where(hit, spikes[posc], 0.0).sum(axis=1) / cnt
+        z = (mean - mu) / sd * np.sqrt(cnt)
+        b = int(np.argmax(z))
+        out.z[i], out.mean[i], out.phase[i], out.usable[i] = z[b], mean[b], phi[b], True
+    return out
 
 
-def _phase(y: np.ndarray, ok: np.ndarray, period: float) -> float:
-    """Offset (pixels) of the darkest phase bin: the vignetted seams between fields."""
-    x = np.nonzero(ok)[0].astype(np.float64)
-    bins = 48
-    phase = np.floor((x / period % 1.0) * bins).astype(np.int64)
-    counts = np.bincount(phase, minlength=bins)
-    sums = np.bincount(phase, weights=y[ok], minlength=bins)
-    means = np.divide(sums, counts, out=np.full(bins, np.inf), where=counts > 0)
-    return (int(np.argmin(means)) + 0.5) / bins * period
+def _bowl(y: np.ndarray, count: np.ndarray, period: float, phases: int = 32) -> float:
+    """Signed share of the within-field variance one shared vignetting parabola explains.
+
+    Positive when fields are brighter in the middle than at their borders (vignetting),
+    negative for the opposite; the phase is searched (``phases`` steps).
+    """
+    ok = count > 0
+    x = np.flatnonzero(ok).astype(np.float64)
+    yv = y[ok]
+    if len(x) < 16 or (x[-1] - x[0] + 1) / period < MIN_FIELDS:
+        return 0.0
+    j = np.arange(phases)
+    s = (x[None, :] - (period * j / phases)[:, None]) / period
+    k = np.floor(s)
+    t = ((s - k) - 0.5) ** 2
+    nk = int(k.max()) + 2
+    ids = (j[:, None] * nk + (k + 1).astype(np.int64)).ravel()
+    size = phases * nk
+    yy = np.broadcast_to(yv, s.shape).ravel()
+    tt = t.ravel()
+
+    def within(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        n = np.maximum(np.bincount(ids, minlength=size), 1)
+        sa = np.bincount(ids, a, size)
+        sb = np.bincount(ids, b, size)
+        return (np.bincount(ids, a * b, size) - sa * sb / n).reshape(phases, nk).sum(axis=1)
+
+    cyy, ctt, cyt = within(yy, yy), within(tt, tt), within(yy, tt)
+    r = -cyt * np.abs(cyt) / np.maximum(ctt * cyy, 1e-30)
+    return float(r.max())
+
+
+def _combined(ax: _Axis, ay: _Axis) -> np.ndarray:
+    """Comb evidence both axes share: the weaker axis's z (one usable axis: discounted)."""
+    both = ax.usable & ay.usable
+    single = np.where(ax.usable, ax.z, ay.z) * 0.6
+    return np.where(both, np.minimum(ax.z, ay.z), single)
+
+
+def _cannot(template: PixelSizeEstimate, why: str) -> PixelSizeEstimate:
+    return PixelSizeEstimate(None, 0.0, "cannot tell",
+                             f"Cannot tell the pixel size from the image: {why}.", None,
+                             template.field_um)
 
 
 def estimate_pixel_size(image: np.ndarray, *, downsample: float = 1.0,
@@ -148,95 +214,111 @@ def estimate_pixel_size(image: np.ndarray, *, downsample: float = 1.0,
     """
     cannot = PixelSizeEstimate(None, 0.0, "cannot tell", "", None, field_um)
     a = np.asarray(image)
-    if a.ndim < 2 or min(a.shape[:2]) < 3 * MIN_PERIOD_PX:
+    if a.ndim < 2 or min(a.shape[:2]) < MIN_FIELDS * MIN_PERIOD_PX:
         return _cannot(cannot, "the image is too small to show a field grid")
-    col, col_ok, row, row_ok = _profiles(a)
+    col, col_n, row, row_n = _profiles(a)
     length = max(len(col), len(row))
-    lo = max(MIN_PERIOD_PX, field_um / (MAX_PIXEL_SIZE_UM * downsample))
-    hi = min(length / MIN_FIELDS, field_um / (MIN_PIXEL_SIZE_UM * downsample))
-    if hi <= lo * 1.05:
+    lo = max(MIN_PERIOD_PX, field_um / (PLAUSIBLE_UM[1] * downsample))
+    hi = min(length / MIN_FIELDS, field_um / (PLAUSIBLE_UM[0] * downsample))
+    if hi <= lo * 1.01:
         return _cannot(cannot, f"the image is too small to hold {MIN_FIELDS:g} fields of "
-                               f"{field_um:g} µm at any plausible pixel size")
-    yc, yr = col, row
-
-    def search(periods: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        sc = _fold_scores(yc, col_ok, periods)
-        sr = _fold_scores(yr, row_ok, periods)
-        both = sc.any() and sr.any()
-        return sc, sr, (np.minimum(sc, sr) if both else np.maximum(sc, sr) * 0.5)
-
-    # coarse 1 % grid, then 0.1 % around the best few peaks
-    coarse = np.exp(np.arange(math.log(lo), math.log(hi), 0.01))
-    _, _, coarse_scores = search(coarse)
-    fine_list = [coarse]
-    for i in np.argsort(coarse_scores)[-4:]:
-        fine_list.append(coarse[i] * np.exp(np.arange(-0.012, 0.0121, 0.001)))
-    periods = np.unique(np.concatenate(fine_list))
-    periods = periods[(periods >= lo) & (periods <= hi)]
-    sc, sr, combined = search(periods)
-    # the fundamental, not a multiple: the shortest period nearly as good as the best
-    best = int(np.argmax(combined))
-    strength = float(combined[best])
-    for k in (4, 3, 2):
-        target = periods[best] / k
-        if target < lo:
-            continue
-        near = np.abs(np.log(periods / target)) < 0.02
-        if near.any() and combined[near].max() >= 0.8 * strength:
-            best = int(np.flatnonzero(near)[np.argmax(combined[near])])
-            strength = float(combined[best])
-            break
+                               f"{field_um:g} µm at a plausible RCM pixel size "
+                               f"({PLAUSIBLE_UM[0]:g}-{PLAUSIBLE_UM[1]:g} µm/px)")
+    periods = np.exp(np.arange(math.log(lo), math.log(hi), PERIOD_STEP))
+    ax, ay = _comb(col, col_n, periods), _comb(row, row_n, periods)
+    comb = _combined(ax, ay)
+    if not comb.any():
+        return _cannot(cannot, "no repeating field grid shows in the column and row means")
+    # candidates: the strongest local peaks of the shared comb evidence
+    peaks = [i for i in range(len(comb))
+             if comb[i] > 0 and comb[i] >= comb[max(i - 1, 0)]
+             and comb[i] >= comb[min(i + 1, len(comb) - 1)]]
+    peaks.sort(key=lambda i: -comb[i])
+    scored = []
+    for i in peaks[:8]:
+        p = float(periods[i])
+        bowl = min(_bowl(col, col_n, p) if ax.usable[i] else 1.0,
+                   _bowl(row, row_n, p) if ay.usable[i] else 1.0)
+        ok = comb[i] >= COMB_ACCEPT or (comb[i] >= COMB_SUPPORT and bowl >= BOWL_ACCEPT)
+        scored.append((ok, float(comb[i]) + 20.0 * max(bowl, 0.0), i, bowl))
+    scored.sort(key=lambda s: (not s[0], -s[1]))
+    accepted, strength, best, bowl = scored[0]
+    if not accepted:
+        return _cannot(cannot, "no repeating field grid shows in the column and row means "
+                               f"(seam comb {comb[best]:.1f}, needs {COMB_ACCEPT:g}; "
+                               f"vignetting {bowl:.2f})")
+    best = _fundamental(periods, comb, ax, ay, best)
     period = float(periods[best])
-    rival = _rival(coarse, coarse_scores, period)
-    if strength >= MIN_EXCESS and rival >= RIVAL_RATIO * strength:
-        return _cannot(cannot, "several repeating patterns of similar strength compete "
-                               f"(tissue structure as regular as the field grid: best "
-                               f"{strength:.2f}, next {rival:.2f})")
-    if strength < MIN_EXCESS:
-        return _cannot(cannot, "no repeating field grid shows in the column and row "
-                               f"brightness (score {strength:.2f}, needs {MIN_EXCESS:g})")
-    # do x and y agree on their own?
-    window = np.abs(np.log(periods / period)) < 0.15
-    px = float(periods[window][np.argmax(sc[window])]) if sc.any() else period
-    py = float(periods[window][np.argmax(sr[window])]) if sr.any() else period
-    agree = abs(px - py) / period <= AGREEMENT
+    rival = max((s[1] for s in scored[1:] if s[0] and not _related(periods[s[2]], period)),
+                default=0.0)
+    strength = max(strength, float(comb[best]) + 20.0 * max(bowl, 0.0))
+    if rival >= RIVAL_RATIO * strength:
+        return _cannot(cannot, "two field periods of similar strength compete (tissue "
+                               f"structure as regular as the field grid: {strength:.1f} vs "
+                               f"{rival:.1f})")
+    # do x and y, each on its own, peak at this period? (both must already show it)
+    window = np.abs(np.log(periods / period)) < 0.05
+    agree = True
+    if ax.usable[best] and ay.usable[best]:
+        px = float(periods[window][np.argmax(ax.z[window])])
+        py = float(periods[window][np.argmax(ay.z[window])])
+        agree = abs(px - py) / period <= AGREEMENT
     period_l0 = period * downsample
     pixel = field_um / period_l0
-    if not MIN_PIXEL_SIZE_UM <= pixel <= MAX_PIXEL_SIZE_UM:
-        return _cannot(cannot, "the repeating pattern does not fit a plausible pixel size")
-    confidence = float(np.clip(strength / (2 * HIGH_EXCESS), 0.0, 1.0)) * (1.0 if agree else
-                                                                           0.5)
-    level = "high" if strength >= HIGH_EXCESS and agree else "medium"
+    z = float(comb[best])
+    confidence = float(np.clip((z - COMB_SUPPORT) / (2 * (COMB_HIGH - COMB_SUPPORT)) + 0.5 *
+                               min(max(bowl, 0.0) / (2 * BOWL_ACCEPT), 1.0), 0.0, 1.0))
+    high = (z >= COMB_HIGH and agree and ax.usable[best] and ay.usable[best]
+            and rival < 0.6 * strength)
     n_fields = length / period
+    cues = []
+    if z >= COMB_SUPPORT:
+        cues.append("seams and brightness steps between fields")
+    if bowl >= BOWL_ACCEPT:
+        cues.append("each field darker toward its borders")
     basis = (
         f"Fields of {field_um:g} µm appear to repeat every {period_l0:.1f} pixels "
-        f"(about {n_fields:.1f} fields across; seams and per-field brightness in the column "
-        f"and row means{'' if agree else ', x and y disagree slightly'}), so one pixel is "
-        f"about {pixel:.3g} µm. Check that the drawn grid follows the seams."
+        f"(about {n_fields:.1f} fields across; {' and '.join(cues)} in the column and row "
+        f"means), so one pixel is about {pixel:.3g} µm. Check that the drawn grid follows "
+        f"the seams."
     )
-    offset = (_phase(yc, col_ok, period) * downsample, _phase(yr, row_ok, period) * downsample)
-    return PixelSizeEstimate(pixel, round(confidence, 3), level, basis, period_l0, field_um,
-                             offset)
+    offset = tuple(float((axis.phase[best] + 1.0) % period) * downsample
+                   if axis.usable[best] else 0.0 for axis in (ax, ay))
+    return PixelSizeEstimate(pixel, round(confidence, 3), "high" if high else "medium", basis,
+                             period_l0, field_um, (offset[0], offset[1]))
 
 
-def _rival(periods: np.ndarray, scores: np.ndarray, period: float) -> float:
-    """Best local peak whose period is not a small ratio (k/m, k, m <= 4) of ``period``."""
-    best = 0.0
-    for i in range(1, len(scores) - 1):
-        if not (scores[i] >= scores[i - 1] and scores[i] >= scores[i + 1]):
+def _fundamental(periods: np.ndarray, comb: np.ndarray, ax: _Axis, ay: _Axis,
+                 best: int) -> int:
+    """The shortest period p/m whose comb teeth all stand on seams.
+
+    Multiples of the field period hit the same seams with fewer teeth, so they win on
+    nothing; but a comb at p/m when p is the field period puts only one tooth in m on a
+    seam, so its excess over the spike baseline is ~1/m of p's: p/m replaces p only when
+    its excess is well above that (``HARMONIC_SHARE`` of the way from 1/m to 1), on both
+    axes.
+    """
+    for m in (4, 3, 2):
+        target = periods[best] / m
+        near = np.abs(np.log(periods / target)) < 0.006
+        if not near.any():
             continue
-        ratio = periods[i] / period
-        related = any(abs(ratio * m / k - 1) < 0.04 for k in (1, 2, 3, 4)
-                      for m in (1, 2, 3, 4))
-        if not related:
-            best = max(best, float(scores[i]))
+        j = int(np.flatnonzero(near)[np.argmax(comb[near])])
+        share = 1.0 / m + HARMONIC_SHARE * (1.0 - 1.0 / m)
+        ok = comb[j] >= COMB_SUPPORT
+        for axis in (ax, ay):
+            if axis.usable[best]:
+                excess = axis.mean[best] - axis.base
+                ok = ok and bool(axis.usable[j]) and axis.mean[j] - axis.base >= share * excess
+        if ok:
+            return j
     return best
 
 
-def _cannot(template: PixelSizeEstimate, why: str) -> PixelSizeEstimate:
-    return PixelSizeEstimate(None, 0.0, "cannot tell",
-                             f"Cannot tell the pixel size from the image: {why}.", None,
-                             template.field_um)
+def _related(p: float, period: float) -> bool:
+    """Whether ``p`` is a small ratio (k/m, k, m <= 4) of ``period``."""
+    ratio = p / period
+    return any(abs(ratio * m / k - 1) < 0.03 for k in (1, 2, 3, 4) for m in (1, 2, 3, 4))
 
 
 def estimate_mosaic_pixel_size(mosaic: object, *, field_um: float = DEFAULT_FIELD_UM,
