@@ -54,6 +54,10 @@ COMB_SUPPORT = 4.5
 COMB_HIGH = 9.0
 #: Bowl score (weaker axis) that, with a supporting comb, claims a grid.
 BOWL_ACCEPT = 0.15
+#: Peaks of the comb evidence examined further, and the bowl's weight in their ranking.
+CANDIDATES = 16
+BOWL_WEIGHT = 20.0
+_DEBUG = False
 #: A harmonic p/m replaces p when its comb excess is this far from 1/m toward p's.
 HARMONIC_SHARE = 0.6
 #: A rival period (not a simple ratio of the best) this strong relative makes "cannot tell".
@@ -229,18 +233,24 @@ def estimate_pixel_size(image: np.ndarray, *, downsample: float = 1.0,
     comb = _combined(ax, ay)
     if not comb.any():
         return _cannot(cannot, "no repeating field grid shows in the column and row means")
-    # candidates: the strongest local peaks of the shared comb evidence
-    peaks = [i for i in range(len(comb))
-             if comb[i] > 0 and comb[i] >= comb[max(i - 1, 0)]
-             and comb[i] >= comb[min(i + 1, len(comb) - 1)]]
-    peaks.sort(key=lambda i: -comb[i])
+    # candidates: the strongest distinct peaks of the comb (with few fields a peak is a
+    # plateau: keep one period per +-1.5 %)
+    peaks: list[int] = []
+    for i in np.argsort(-comb, kind="stable"):
+        if comb[i] <= 0 or len(peaks) >= CANDIDATES:
+            break
+        if all(abs(math.log(periods[i] / periods[j])) > 0.015 for j in peaks):
+            peaks.append(int(i))
     scored = []
-    for i in peaks[:8]:
+    for i in peaks:
         p = float(periods[i])
         bowl = min(_bowl(col, col_n, p) if ax.usable[i] else 1.0,
                    _bowl(row, row_n, p) if ay.usable[i] else 1.0)
         ok = comb[i] >= COMB_ACCEPT or (comb[i] >= COMB_SUPPORT and bowl >= BOWL_ACCEPT)
-        scored.append((ok, float(comb[i]) + 20.0 * max(bowl, 0.0), i, bowl))
+        scored.append((ok, float(comb[i]) + BOWL_WEIGHT * max(bowl, 0.0), i, bowl))
+    if _DEBUG:
+        print([(round(float(periods[i]), 1), round(v, 1), round(b, 2), o)
+               for o, v, i, b in scored])
     scored.sort(key=lambda s: (not s[0], -s[1]))
     accepted, strength, best, bowl = scored[0]
     if not accepted:
@@ -249,9 +259,12 @@ def estimate_pixel_size(image: np.ndarray, *, downsample: float = 1.0,
                                f"vignetting {bowl:.2f})")
     best = _fundamental(periods, comb, ax, ay, best)
     period = float(periods[best])
-    rival = max((s[1] for s in scored[1:] if s[0] and not _related(periods[s[2]], period)),
-                default=0.0)
-    strength = max(strength, float(comb[best]) + 20.0 * max(bowl, 0.0))
+    # a rival is accepted too, is no simple ratio of the period, and lies outside the
+    # period's own peak (K fields across resolve the period to about 1/(2K))
+    width = 0.5 * period / length
+    rival = max((s[1] for s in scored if s[0] and not _related(periods[s[2]], period)
+                 and abs(math.log(periods[s[2]] / period)) > width), default=0.0)
+    strength = max(strength, float(comb[best]) + BOWL_WEIGHT * max(bowl, 0.0))
     if rival >= RIVAL_RATIO * strength:
         return _cannot(cannot, "two field periods of similar strength compete (tissue "
                                f"structure as regular as the field grid: {strength:.1f} vs "
