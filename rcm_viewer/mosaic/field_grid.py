@@ -54,9 +54,10 @@ COMB_SUPPORT = 4.5
 COMB_HIGH = 9.0
 #: Bowl score (weaker axis) that, with a supporting comb, claims a grid.
 BOWL_ACCEPT = 0.15
-#: Peaks of the comb evidence examined further, and the bowl's weight in their ranking.
+#: Peaks of the comb evidence examined further. The bowl's weight in their ranking is 0:
+#: tissue makes bowls at wrong periods often enough that it may only gate, not rank.
 CANDIDATES = 16
-BOWL_WEIGHT = 20.0
+BOWL_WEIGHT = 0.0
 _DEBUG = False
 #: A harmonic p/m replaces p when its comb excess is this far from 1/m toward p's.
 HARMONIC_SHARE = 0.6
