@@ -48,6 +48,8 @@ MIN_FIELDS = 2.5
 MIN_PERIOD_PX = 12.0
 #: Relative step of the period grid (the comb needs sub-pixel accuracy over all fields).
 PERIOD_STEP = 0.001
+#: Spikes are capped at this many times the median step.
+SPIKE_CAP = 10.0
 #: Comb z-score (weaker axis) that claims a grid on its own, and that supports the bowl.
 COMB_ACCEPT = 7.0
 COMB_SUPPORT = 4.5
@@ -139,6 +141,9 @@ def _comb(y: np.ndarray, count: np.ndarray, periods: np.ndarray) -> _Axis:
         return empty
     d = np.where(good, d, 0.0)
     d = d / max(float(np.median(d[good])), 1e-9)
+    # a seam is a moderate step on every tooth; one huge edge (of a round scan, a bubble)
+    # must not carry a comb of two or three teeth on its own
+    d = np.minimum(d, SPIKE_CAP)
     # a seam is a dip two or three pixels wide: its two flanks and a gain step fall within
     # +-1 px of the border; the period grid's drift over all fields stays under 1 px
     spikes = sliding_window_view(np.pad(d, 1), 3).max(axis=1)
