@@ -63,6 +63,9 @@ BOWL_WEIGHT = 0.0
 _DEBUG = False
 #: A harmonic p/m replaces p when its comb excess is this far from 1/m toward p's.
 HARMONIC_SHARE = 0.6
+#: Where twice the period cannot be tested, the weaker of the odd and even comb teeth must
+#: reach this share of the stronger (gain steps differ from seam to seam: keep it low).
+TOOTH_BALANCE = 0.15
 #: A rival period (not a simple ratio of the best) this strong relative makes "cannot tell".
 RIVAL_RATIO = 0.85
 #: x and y best periods must agree within this relative difference.
@@ -125,6 +128,7 @@ class _Axis:
     phase: np.ndarray  # best phase, pixels: the border sits between phase and phase + 1
     usable: np.ndarray  # the axis holds MIN_FIELDS fields of this period
     base: float = 0.0  # mean of the spike profile: what a comb tooth off the seams reads
+    spikes: np.ndarray | None = None  # the spike profile (median units), 0 where not usable
 
 
 def _comb(y: np.ndarray, count: np.ndarray, periods: np.ndarray) -> _Axis:
@@ -151,7 +155,8 @@ def _comb(y: np.ndarray, count: np.ndarray, periods: np.ndarray) -> _Axis:
     idx = np.flatnonzero(good)
     first, last = int(idx[0]), int(idx[-1])
     mu, sd = float(spikes[good].mean()), float(spikes[good].std()) + 1e-9
-    out = _Axis(empty.z.copy(), empty.mean.copy(), empty.phase.copy(), empty.usable.copy(), mu)
+    out = _Axis(empty.z.copy(), empty.mean.copy(), empty.phase.copy(), empty.usable.copy(), mu,
+                spikes)
     span = last - first + 1
     for i, p in enumerate(periods):
         if span / p < MIN_FIELDS:
@@ -265,6 +270,11 @@ def estimate_pixel_size(image: np.ndarray, *, downsample: float = 1.0,
                                f"vignetting {bowl:.2f})")
     best = _fundamental(periods, comb, ax, ay, best)
     period = float(periods[best])
+    # (below ~3.5 fields at p, 2p would be under two fields: not a mosaic to worry about)
+    if 3.5 <= length / period < 2 * MIN_FIELDS and not all(
+            _every_tooth(axis, best, period) for axis in (ax, ay) if axis.usable[best]):
+        return _cannot(cannot, "every other seam of the repeating pattern is weak, so the "
+                               "fields may be twice as large; too few fields to tell")
     # a rival is accepted too, is no simple ratio of the period, and lies outside the
     # period's own peak (K fields across resolve the period to about 1/(2K))
     width = 0.5 * period / length
@@ -332,6 +342,26 @@ def _fundamental(periods: np.ndarray, comb: np.ndarray, ax: _Axis, ay: _Axis,
         if ok:
             return j
     return best
+
+
+def _every_tooth(axis: _Axis, i: int, period: float) -> bool:
+    """Whether the odd and the even teeth of the comb both stand on seams.
+
+    With about two fields across, twice the field period cannot be tested (too few
+    fields), and a comb at half the field period still finds every true seam on its even
+    (or odd) teeth; the other half of its teeth then read no more than the baseline.
+    """
+    if axis.spikes is None:
+        return True
+    n = len(axis.spikes)
+    pos = np.rint(axis.phase[i] + np.arange(int(n / period) + 2) * period).astype(np.int64)
+    pos = pos[(pos >= 0) & (pos < n)]
+    vals = axis.spikes[pos]
+    even, odd = vals[0::2] - axis.base, vals[1::2] - axis.base
+    if len(even) == 0 or len(odd) == 0:
+        return True
+    low, high = sorted((float(even.mean()), float(odd.mean())))
+    return high <= 0 or low >= TOOTH_BALANCE * high
 
 
 def _related(p: float, period: float) -> bool:
