@@ -105,8 +105,11 @@ def _open_demo(ctx: _Context) -> str:
 
 def _backend_available() -> str | None:
     """The name of an inference backend this build carries, or None."""
-    for module, name in (("torch", "torch"), ("openvino", "openvino")):
-        if importlib.util.find_spec(module) is not None:
+    from rcm_viewer.inference.backends import available_backends
+
+    names = available_backends()
+    for name in ("openvino", "torch"):  # the fast CPU runtime first, as "auto" picks
+        if name in names:
             return name
     return None
 
@@ -122,11 +125,11 @@ def _classify(ctx: _Context) -> str:
     from rcm_viewer.mosaic import open_mosaic
 
     with open_mosaic(ctx.demo_path) as mosaic:
-        prediction = classify_mosaic(mosaic, ctx.bundle, device="cpu")
+        prediction = classify_mosaic(mosaic, ctx.bundle, device="cpu", backend="auto")
     if prediction.probabilities is None:
         raise RuntimeError(f"{ctx.demo_path.name}: {prediction.status}")
     ctx.prediction = prediction
-    return f"{prediction.top_class} via {backend}"
+    return f"{prediction.top_class} via {prediction.backend or backend}"
 
 
 def _render_window(ctx: _Context) -> str:
