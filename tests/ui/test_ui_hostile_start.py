@@ -28,6 +28,12 @@ def _env(data: Path) -> dict[str, str]:
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_closes_the_window_cleanly_and_files_are_private(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    # no classification at open: compiling the model cannot be interrupted, and on a loaded
+    # machine it would make the close wait; this test is about the signal, not the model
+    data.mkdir(mode=0o700)
+    settings = data / "settings.ini"
+    settings.write_text("[reading]\nclassify_at_open=false\n", encoding="utf-8")
+    settings.chmod(0o600)
     proc = subprocess.Popen(
         [sys.executable, "-m", "rcm_viewer", "gui"],
         env=_env(data),
