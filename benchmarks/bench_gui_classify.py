@@ -1,12 +1,16 @@
 """GUI responsiveness while the classifier runs: the longest event-loop stall.
 
-    QT_QPA_PLATFORM=offscreen python benchmarks/bench_gui_classify.py [--model DIR] [MOSAIC]
+    QT_QPA_PLATFORM=offscreen python benchmarks/bench_gui_classify.py [--model DIR]
+        [--backend auto|torch-fp32|torch|openvino] [MOSAIC]
 
 Opens the mosaic in the real main window, starts classification (Ctrl+R path), and
 while it runs pans/zooms the view every 30 ms; a QTimer probe firing every 5 ms records
 the gaps between its ticks. Prints one JSON object. Timing does not depend on the
 weights, so an untrained bundle is fine (benchmarks/out/untrained-resnet34 is written by
-bench_inference.py).
+bench_inference.py; when it is missing the bundled demo model is used). ``--backend``
+picks the inference runtime the way Analysis > Inference runtime does (the QSettings key
+``inference/backend`` in a fresh settings file), so each backend's first-run load stall
+is in run 0.
 """
 
 from __future__ import annotations
@@ -29,9 +33,16 @@ def main() -> int:
                         default=HERE / "data" / "bench_inference_naevus_2048px_1um.ome.tif")
     parser.add_argument("--model", type=Path, default=HERE / "out" / "untrained-resnet34")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--backend", default=None,
+                        help="inference runtime (default: the setting's default, auto)")
     args = parser.parse_args()
-    os.environ["RCM_VIEWER_MODEL_DIR"] = str(args.model)
+    if args.model.exists():
+        os.environ["RCM_VIEWER_MODEL_DIR"] = str(args.model)
     os.environ["RCM_VIEWER_DATA_DIR"] = tempfile.mkdtemp(prefix="rcm-bench-gui-")
+    if args.backend:
+        from rcm_viewer.ui.classification import set_chosen_backend
+
+        set_chosen_backend(args.backend)
 
     from PySide6.QtCore import QElapsedTimer, QTimer
 
@@ -48,7 +59,9 @@ def main() -> int:
     for run in range(args.runs):
         runs.append(_measure(app, window, QElapsedTimer, QTimer, run))
     print(json.dumps({"benchmark": "gui_stall_during_classification",
-                      "mosaic": str(args.mosaic.name), "model": str(args.model.name),
+                      "mosaic": str(args.mosaic.name),
+                      "model": args.model.name if args.model.exists() else "bundled default",
+                      "backend": args.backend or "auto (default)",
                       "runs": runs}))
     window.close()
     return 0
