@@ -34,11 +34,17 @@ def main() -> None:
         cx, cy = 200 + (k % 40) * 400, 200 + (k // 40) * 400
         ring = [[cx + 60 * math.cos(a / 2), cy + 40 * math.sin(a / 2)] for a in range(12)]
         ring.append(ring[0])
-        features.append({"type": "Feature", "id": f"00000000-0000-0000-0000-{k:012d}",
-                         "geometry": {"type": "Polygon", "coordinates": [ring]},
-                         "properties": {"objectType": "annotation",
-                                        "classification": {"name": "Tumor",
-                                                           "color": [200, 0, 0]}}})
+        features.append(
+            {
+                "type": "Feature",
+                "id": f"00000000-0000-0000-0000-{k:012d}",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {
+                    "objectType": "annotation",
+                    "classification": {"name": "Tumor", "color": [200, 0, 0]},
+                },
+            }
+        )
     path = folder / "qupath.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     store = CaseStore(folder / "cases.sqlite3")

@@ -62,8 +62,15 @@ def _generate(paths_and_specs: list[tuple[Path, str, int, int]]) -> None:
 
 
 def agreement_mosaics(n: int, size: int, first_seed: int) -> list[Path]:
-    items = [(DATA / f"agree_{CLASSES[i % 3]}_{size}px_seed{first_seed + i}.tif",
-              CLASSES[i % 3], size, first_seed + i) for i in range(n)]
+    items = [
+        (
+            DATA / f"agree_{CLASSES[i % 3]}_{size}px_seed{first_seed + i}.tif",
+            CLASSES[i % 3],
+            size,
+            first_seed + i,
+        )
+        for i in range(n)
+    ]
     _generate(items)
     return [item[0] for item in items]
 
@@ -98,14 +105,16 @@ def agreement(bundle_dir: Path, paths: list[Path], backends: list[str]) -> dict:
     from rcm_viewer.mosaic import open_mosaic
 
     bundle = load_bundle(bundle_dir)
-    stats = {b: {"top_class_agrees": 0, "max_abs_dp": 0.0, "min_heatmap_r": 1.0,
-                 "seconds": 0.0} for b in backends if b != "torch-fp32"}
+    stats = {
+        b: {"top_class_agrees": 0, "max_abs_dp": 0.0, "min_heatmap_r": 1.0, "seconds": 0.0}
+        for b in backends
+        if b != "torch-fp32"
+    }
     counted = 0
     for path in paths:
         with open_mosaic(path) as mosaic:
             started = time.perf_counter()
-            ref = classify_mosaic(mosaic, bundle, backend="torch-fp32", device="cpu",
-                                  batch_size=32)
+            ref = classify_mosaic(mosaic, bundle, backend="torch-fp32", device="cpu", batch_size=32)
             ref_s = time.perf_counter() - started
             if not ref.ok:
                 continue
@@ -114,12 +123,13 @@ def agreement(bundle_dir: Path, paths: list[Path], backends: list[str]) -> dict:
                 if name == "torch-fp32":  # the reference's own seconds, added below
                     continue
                 started = time.perf_counter()
-                got = classify_mosaic(mosaic, bundle, backend=name, device="cpu",
-                                      batch_size=32)
+                got = classify_mosaic(mosaic, bundle, backend=name, device="cpu", batch_size=32)
                 s["seconds"] += time.perf_counter() - started
                 s["top_class_agrees"] += got.top_class == ref.top_class
-                s["max_abs_dp"] = max(s["max_abs_dp"], float(np.abs(
-                    np.subtract(got.probabilities, ref.probabilities)).max()))
+                s["max_abs_dp"] = max(
+                    s["max_abs_dp"],
+                    float(np.abs(np.subtract(got.probabilities, ref.probabilities)).max()),
+                )
                 r = float(np.corrcoef(got.heatmap.ravel(), ref.heatmap.ravel())[0, 1])
                 s["min_heatmap_r"] = min(s["min_heatmap_r"], r)
             stats.setdefault("torch-fp32", {"seconds": 0.0})
@@ -160,8 +170,9 @@ def child(args: argparse.Namespace) -> None:
     if args.big_path:
         with open_mosaic(args.big_path) as mosaic:
             started = time.perf_counter()
-            prediction = classify_mosaic(mosaic, bundle, backend=args.child, device="cpu",
-                                         batch_size=args.batch_size)
+            prediction = classify_mosaic(
+                mosaic, bundle, backend=args.child, device="cpu", batch_size=args.batch_size
+            )
             result["classify_big_s"] = round(time.perf_counter() - started, 2)
             result["classify_big_tiles"] = prediction.n_tiles
             result["classify_big_top_class"] = prediction.top_class
@@ -172,9 +183,18 @@ def child(args: argparse.Namespace) -> None:
 def run_child(name: str, args: argparse.Namespace, bundle: Path, big: Path | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-backends-") as user:
         env = {**os.environ, "RCM_VIEWER_DATA_DIR": user}  # an empty compiled-model cache
-        command = [sys.executable, str(Path(__file__).resolve()), "--child", name,
-                   "--bundle", str(bundle), "--batch-size", str(args.batch_size),
-                   "--batches", str(args.batches)]
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            name,
+            "--bundle",
+            str(bundle),
+            "--batch-size",
+            str(args.batch_size),
+            "--batches",
+            str(args.batches),
+        ]
         if big is not None:
             command += ["--big-path", str(big)]
         out = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
@@ -206,9 +226,12 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     bundle = ensure_bundle(args.model)
     report: dict = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(),
-                    "threads": os.environ.get("RCM_VIEWER_TORCH_THREADS", "default")},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "threads": os.environ.get("RCM_VIEWER_TORCH_THREADS", "default"),
+        },
         "model": str(bundle),
     }
     big = big_mosaic(args.big) if args.big else None
@@ -218,14 +241,18 @@ def main() -> None:
         if "tiles_per_s" in values and "tiles_per_s" in ref:
             values["tiles_per_s_ratio"] = round(values["tiles_per_s"] / ref["tiles_per_s"], 2)
         if "classify_big_s" in values and "classify_big_s" in ref:
-            values["classify_big_speedup"] = round(ref["classify_big_s"]
-                                                   / values["classify_big_s"], 2)
+            values["classify_big_speedup"] = round(
+                ref["classify_big_s"] / values["classify_big_s"], 2
+            )
     report["backends"] = per_backend
     report["big_mosaic"] = {"size_px": args.big, "pixel_size_um": 1.0}
     if args.n > 0:
         paths = agreement_mosaics(args.n, args.size, args.first_seed)
-        report["agreement"] = {**agreement(bundle, paths, backends), "size_px": args.size,
-                               "first_seed": args.first_seed}
+        report["agreement"] = {
+            **agreement(bundle, paths, backends),
+            "size_px": args.size,
+            "first_seed": args.first_seed,
+        }
     report["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
     print(json.dumps(report, indent=2))
 

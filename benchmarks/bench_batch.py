@@ -52,8 +52,16 @@ def _synthetic_mosaics(folder: Path, n: int) -> list[Path]:
     if len(existing) >= n:
         return existing[:n]
     per_class = -(-n // len(LESION_CLASSES))
-    write_dataset(folder, per_class=per_class, width=2048, height=2048, seed=500,
-                  pixel_size_um=0.75, bits=8, classes=LESION_CLASSES)
+    write_dataset(
+        folder,
+        per_class=per_class,
+        width=2048,
+        height=2048,
+        seed=500,
+        pixel_size_um=0.75,
+        bits=8,
+        classes=LESION_CLASSES,
+    )
     return sorted(folder.rglob("*.tif"))[:n]
 
 
@@ -81,15 +89,17 @@ def bench_throughput(bundle, files: list[Path], device: str) -> dict:
             scan = FileScan([folder], recursive=True)
             wanted = set(files)
             rows = 0
-            for row in classify_paths((p for p in scan if p in wanted), bundle,
-                                      device=device):
+            for row in classify_paths((p for p in scan if p in wanted), bundle, device=device):
                 writer.write(row)
                 rows += 1
         batch = time.perf_counter() - started
     return {
-        "mosaics": len(files), "size_px": 2048, "rows": rows,
+        "mosaics": len(files),
+        "size_px": 2048,
+        "rows": rows,
         "single_seconds": [round(s, 2) for s in singles],
-        "sum_single_seconds": round(sum(singles), 2), "batch_seconds": round(batch, 2),
+        "sum_single_seconds": round(sum(singles), 2),
+        "batch_seconds": round(batch, 2),
         "mosaics_per_minute": round(60 * len(files) / batch, 2),
         "ratio_batch_to_sum_of_singles": round(batch / sum(singles), 3),
     }
@@ -112,10 +122,14 @@ def bench_first_row(bundle, root: Path, n_files: int, good: Path, device: str) -
     rows.close()
     started = time.perf_counter()
     counted = FileScan([folder]).count()
-    return {"files": n_files, "first_row_seconds": round(first_s, 3),
-            "first_row_status": first.status[:80],
-            "full_scan_seconds": round(time.perf_counter() - started, 3), "counted": counted,
-            "note": "network already loaded once in this process (torch imported)"}
+    return {
+        "files": n_files,
+        "first_row_seconds": round(first_s, 3),
+        "first_row_status": first.status[:80],
+        "full_scan_seconds": round(time.perf_counter() - started, 3),
+        "counted": counted,
+        "note": "network already loaded once in this process (torch imported)",
+    }
 
 
 def bench_memory(bundle, root: Path, n_files: int, device: str) -> dict:
@@ -132,15 +146,22 @@ def bench_memory(bundle, root: Path, n_files: int, device: str) -> dict:
             kit.write_tiff(folder / f"m{i:05d}.tif", image, 1.0)
     marks: dict[str, dict[str, float]] = {"before": _rss_mib()}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, \
-            RowWriter(Path(tmp) / "rows.jsonl", bundle.manifest.class_ids) as writer:
-        for index, row in enumerate(classify_paths(FileScan([folder]), bundle,
-                                                   device=device), start=1):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        RowWriter(Path(tmp) / "rows.jsonl", bundle.manifest.class_ids) as writer,
+    ):
+        for index, row in enumerate(
+            classify_paths(FileScan([folder]), bundle, device=device), start=1
+        ):
             writer.write(row)
             if index in (100, n_files):
                 marks[f"after_{index}"] = _rss_mib()
-    return {"files": n_files, "size_px": 256, "rss_mib": marks,
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "files": n_files,
+        "size_px": 256,
+        "rss_mib": marks,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def main() -> None:
@@ -148,8 +169,12 @@ def main() -> None:
     parser.add_argument("--mosaics", type=int, default=4)
     parser.add_argument("--folder-files", type=int, default=10_000)
     parser.add_argument("--rss-files", type=int, default=1000)
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model bundle for the throughput run (default: the bundled one)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model bundle for the throughput run (default: the bundled one)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data", type=Path, default=REPO / "benchmarks" / "data" / "batch")
     args = parser.parse_args()
@@ -166,15 +191,19 @@ def main() -> None:
     small = kit.random_bundle(Path(tempfile.mkdtemp()) / "random")
     files = _synthetic_mosaics(args.data / "mosaics", args.mosaics)
     result = {
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
-                    "torch_threads": torch.get_num_threads(),
-                    "load_average": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "load_average": os.getloadavg(),
+        },
         "model": f"{bundle.manifest.name} {bundle.manifest.version}",
         "throughput": bench_throughput(bundle, files, args.device),
-        "first_row": bench_first_row(bundle, args.data, args.folder_files, files[0],
-                                     args.device),
-        "memory": {"model": "random ResNet-18, 96 px tiles at 2 µm/px",
-                   **bench_memory(small, args.data, args.rss_files, args.device)},
+        "first_row": bench_first_row(bundle, args.data, args.folder_files, files[0], args.device),
+        "memory": {
+            "model": "random ResNet-18, 96 px tiles at 2 µm/px",
+            **bench_memory(small, args.data, args.rss_files, args.device),
+        },
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     print(json.dumps(result, indent=2))

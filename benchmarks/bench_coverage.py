@@ -33,22 +33,36 @@ def run(frames: int, width: int, viewport: tuple[int, int], zoom: float) -> dict
 
     def stats(values: list[float]) -> dict:
         us = sorted(v * 1e6 for v in values)
-        return {"median_us": round(statistics.median(us), 2),
-                "p99_us": round(us[int(0.99 * (len(us) - 1))], 2), "max_us": round(us[-1], 2)}
+        return {
+            "median_us": round(statistics.median(us), 2),
+            "p99_us": round(us[int(0.99 * (len(us) - 1))], 2),
+            "max_us": round(us[-1], 2),
+        }
 
-    return {"grid": [cov.rows, cov.cols], "cell_px": cov.cell_px, "zoom": zoom,
-            "cpu": stats(cpu), "wall": stats(wall)}
+    return {
+        "grid": [cov.rows, cov.cols],
+        "cell_px": cov.cell_px,
+        "zoom": zoom,
+        "cpu": stats(cpu),
+        "wall": stats(wall),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=20000)
     args = parser.parse_args()
-    out = {"benchmark": "coverage", "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-           "loadavg": [round(v, 2) for v in os.getloadavg()], "nproc": os.cpu_count(),
-           "runs": [run(args.frames, 40000, (1600, 1000), 1.0),
-                    run(args.frames, 40000, (1600, 1000), 0.5),
-                    run(args.frames, 40000, (1600, 1000), 0.05)]}
+    out = {
+        "benchmark": "coverage",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "loadavg": [round(v, 2) for v in os.getloadavg()],
+        "nproc": os.cpu_count(),
+        "runs": [
+            run(args.frames, 40000, (1600, 1000), 1.0),
+            run(args.frames, 40000, (1600, 1000), 0.5),
+            run(args.frames, 40000, (1600, 1000), 0.05),
+        ],
+    }
     print(json.dumps(out, indent=1))
     return 0
 

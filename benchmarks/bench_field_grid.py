@@ -40,15 +40,21 @@ def _halve(a: np.ndarray) -> np.ndarray:
 
 
 def _render(spec: MosaicSpec, cache: Path | None, no_grid: bool = False) -> np.ndarray:
-    name = (f"{spec.lesion_class}_{spec.width}_{spec.pixel_size_um:.4f}_{spec.seed}_"
-            f"{spec.field_um:g}{'_nogrid' if no_grid else ''}.npy")
+    name = (
+        f"{spec.lesion_class}_{spec.width}_{spec.pixel_size_um:.4f}_{spec.seed}_"
+        f"{spec.field_um:g}{'_nogrid' if no_grid else ''}.npy"
+    )
     if cache is not None and (cache / name).exists():
         return np.load(cache / name)
     mosaic = SyntheticMosaic(spec)
     if no_grid:
         mosaic.acquisition = dataclasses.replace(
-            mosaic.acquisition, field_gain_sd=0.0, vignetting=0.0, seam=0.0,
-            missing_fields=frozenset())
+            mosaic.acquisition,
+            field_gain_sd=0.0,
+            vignetting=0.0,
+            seam=0.0,
+            missing_fields=frozenset(),
+        )
     image = mosaic.to_array()
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -88,10 +94,33 @@ def _no_grid_images(seed: int, cache: Path | None) -> dict[str, np.ndarray]:
     }
     try:
         from skimage import data
-        names = ["camera", "astronaut", "coins", "moon", "text", "page", "brick", "grass",
-                 "gravel", "rocket", "coffee", "chelsea", "hubble_deep_field",
-                 "immunohistochemistry", "retina", "cell", "human_mitosis", "microaneurysms",
-                 "skin", "logo", "clock", "horse", "checkerboard", "binary_blobs"]
+
+        names = [
+            "camera",
+            "astronaut",
+            "coins",
+            "moon",
+            "text",
+            "page",
+            "brick",
+            "grass",
+            "gravel",
+            "rocket",
+            "coffee",
+            "chelsea",
+            "hubble_deep_field",
+            "immunohistochemistry",
+            "retina",
+            "cell",
+            "human_mitosis",
+            "microaneurysms",
+            "skin",
+            "logo",
+            "clock",
+            "horse",
+            "checkerboard",
+            "binary_blobs",
+        ]
         for name in names:
             try:
                 image = np.asarray(getattr(data, name)())
@@ -107,13 +136,18 @@ def _no_grid_images(seed: int, cache: Path | None) -> dict[str, np.ndarray]:
         um = round(float(rng.uniform(0.5, 1.0)), 3)
         spec = MosaicSpec(cls, side, side, um, seed * 1000 + 500 + i, field_um=250.0)
         images[f"synthetic without field grid {i} ({cls}, {um} µm/px)"] = _render(
-            spec, cache, no_grid=True)
+            spec, cache, no_grid=True
+        )
     return images
 
 
 def _row(estimate, truth: float | None) -> dict:
-    row = {"answered": estimate.found, "level": estimate.level,
-           "confidence": estimate.confidence, "estimate_um": estimate.pixel_size_um}
+    row = {
+        "answered": estimate.found,
+        "level": estimate.level,
+        "confidence": estimate.confidence,
+        "estimate_um": estimate.pixel_size_um,
+    }
     if truth is not None and estimate.found:
         row["error"] = round(estimate.pixel_size_um / truth - 1, 4)
         row["correct"] = abs(row["error"]) <= 0.05
@@ -135,9 +169,9 @@ def _grid_summary(rows: list[dict]) -> dict:
         "correct_of_all": _share(len(correct), len(rows)),
         "wrong": len(wrong),
         "wrong_high_confidence": sum(r["level"] == "high" for r in wrong),
-        "median_abs_error_answered": (round(float(np.median([abs(r["error"])
-                                                            for r in answered])), 4)
-                                      if answered else None),
+        "median_abs_error_answered": (
+            round(float(np.median([abs(r["error"]) for r in answered])), 4) if answered else None
+        ),
     }
 
 
@@ -146,8 +180,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=48)
     parser.add_argument("--seed", type=int, default=91000)
     parser.add_argument("--cache", type=Path, default=None)
-    parser.add_argument("--no-overview", action="store_true",
-                        help="skip the 2x-reduced overview runs")
+    parser.add_argument(
+        "--no-overview", action="store_true", help="skip the 2x-reduced overview runs"
+    )
     parser.add_argument("--verbose", action="store_true", help="one row per image")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -160,13 +195,17 @@ def main() -> int:
         runs = [(image, 1.0)] + ([] if args.no_overview else [(_halve(image), 2.0)])
         for pixels, downsample in runs:
             t0 = time.perf_counter()
-            estimate = estimate_pixel_size(pixels, downsample=downsample,
-                                           field_um=spec.field_um)
+            estimate = estimate_pixel_size(pixels, downsample=downsample, field_um=spec.field_um)
             estimate_seconds.append(time.perf_counter() - t0)
             row = _row(estimate, spec.pixel_size_um)
-            row.update(seed=spec.seed, side=spec.width, true_um=spec.pixel_size_um,
-                       field_um=spec.field_um, fields_across=round(fields, 2),
-                       downsample=downsample)
+            row.update(
+                seed=spec.seed,
+                side=spec.width,
+                true_um=spec.pixel_size_um,
+                field_um=spec.field_um,
+                fields_across=round(fields, 2),
+                downsample=downsample,
+            )
             (grid_rows if fields >= MIN_FIELDS else few_rows).append(row)
     no_grid_rows: list[dict] = []
     for name, image in _no_grid_images(args.seed, args.cache).items():
@@ -177,21 +216,22 @@ def main() -> int:
     wrongly_answered = [r for r in no_grid_rows if r["answered"]]
     result = {
         "grid": _grid_summary(grid_rows),
-        "too_few_fields": {"n": len(few_rows), "min_fields": MIN_FIELDS,
-                           **_grid_summary(few_rows)},
-        "no_grid": {"n": len(no_grid_rows),
-                    "cannot_tell": _share(len(no_grid_rows) - len(wrongly_answered),
-                                          len(no_grid_rows)),
-                    "answered": [{"image": r["image"], "estimate_um": r["estimate_um"],
-                                  "level": r["level"]} for r in wrongly_answered]},
+        "too_few_fields": {"n": len(few_rows), "min_fields": MIN_FIELDS, **_grid_summary(few_rows)},
+        "no_grid": {
+            "n": len(no_grid_rows),
+            "cannot_tell": _share(len(no_grid_rows) - len(wrongly_answered), len(no_grid_rows)),
+            "answered": [
+                {"image": r["image"], "estimate_um": r["estimate_um"], "level": r["level"]}
+                for r in wrongly_answered
+            ],
+        },
         "grid_failures": [r for r in grid_rows if not r.get("correct")],
         "estimate_seconds_median": round(float(np.median(estimate_seconds)), 3),
         "total_seconds": round(time.perf_counter() - started, 1),
         "params": {"n": args.n, "seed": args.seed},
     }
     if args.verbose:
-        result["rows"] = {"grid": grid_rows, "too_few_fields": few_rows,
-                          "no_grid": no_grid_rows}
+        result["rows"] = {"grid": grid_rows, "too_few_fields": few_rows, "no_grid": no_grid_rows}
     json.dump(result, sys.stdout, indent=1, ensure_ascii=False)
     print()
     return 0

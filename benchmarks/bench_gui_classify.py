@@ -29,12 +29,17 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mosaic", nargs="?", type=Path,
-                        default=HERE / "data" / "bench_inference_naevus_2048px_1um.ome.tif")
+    parser.add_argument(
+        "mosaic",
+        nargs="?",
+        type=Path,
+        default=HERE / "data" / "bench_inference_naevus_2048px_1um.ome.tif",
+    )
     parser.add_argument("--model", type=Path, default=HERE / "out" / "untrained-resnet34")
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--backend", default=None,
-                        help="inference runtime (default: the setting's default, auto)")
+    parser.add_argument(
+        "--backend", default=None, help="inference runtime (default: the setting's default, auto)"
+    )
     args = parser.parse_args()
     if args.model.exists():
         os.environ["RCM_VIEWER_MODEL_DIR"] = str(args.model)
@@ -58,11 +63,17 @@ def main() -> int:
     runs = []
     for run in range(args.runs):
         runs.append(_measure(app, window, QElapsedTimer, QTimer, run))
-    print(json.dumps({"benchmark": "gui_stall_during_classification",
-                      "mosaic": str(args.mosaic.name),
-                      "model": args.model.name if args.model.exists() else "bundled default",
-                      "backend": args.backend or "auto (default)",
-                      "runs": runs}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "gui_stall_during_classification",
+                "mosaic": str(args.mosaic.name),
+                "model": args.model.name if args.model.exists() else "bundled default",
+                "backend": args.backend or "auto (default)",
+                "runs": runs,
+            }
+        )
+    )
     window.close()
     return 0
 

@@ -77,8 +77,15 @@ def write_zero_png(path: Path, width: int, height: int) -> None:
         fh.write(_png_chunk(b"IEND", b""))
 
 
-def _tiff(path: Path, width: int, height: int, bits: int, tile: int, compression: int,
-          tiles: list[bytes | None]) -> None:
+def _tiff(
+    path: Path,
+    width: int,
+    height: int,
+    bits: int,
+    tile: int,
+    compression: int,
+    tiles: list[bytes | None],
+) -> None:
     """A minimal classic tiled TIFF; ``None`` tiles are sparse (offset and count 0)."""
     count = len(tiles)
     entries = []
@@ -105,10 +112,17 @@ def _tiff(path: Path, width: int, height: int, bits: int, tile: int, compression
         return struct.pack("<HHII", tag, kind, n, value)
 
     entries = [
-        entry(256, 4, 1, width), entry(257, 4, 1, height), entry(258, 3, 1, bits),
-        entry(259, 3, 1, compression), entry(262, 3, 1, 1), entry(277, 3, 1, 1),
-        entry(282, 5, 1, res_at), entry(322, 3, 1, tile), entry(323, 3, 1, tile),
-        entry(324, 4, count, offsets_at), entry(325, 4, count, counts_at),
+        entry(256, 4, 1, width),
+        entry(257, 4, 1, height),
+        entry(258, 3, 1, bits),
+        entry(259, 3, 1, compression),
+        entry(262, 3, 1, 1),
+        entry(277, 3, 1, 1),
+        entry(282, 5, 1, res_at),
+        entry(322, 3, 1, tile),
+        entry(323, 3, 1, tile),
+        entry(324, 4, count, offsets_at),
+        entry(325, 4, count, counts_at),
     ]
     with open(path, "wb") as fh:
         fh.write(b"II*\x00" + struct.pack("<I", header))
@@ -171,8 +185,14 @@ def write_pyramid_with_damaged_base(path: Path, size: int) -> None:
 
     image = _texture(size, 3)
     with tifffile.TiffWriter(path) as tif:
-        tif.write(image, tile=(256, 256), compression="jpeg", subifds=1,
-                  resolution=(1 / 0.75e-4, 1 / 0.75e-4), resolutionunit="CENTIMETER")
+        tif.write(
+            image,
+            tile=(256, 256),
+            compression="jpeg",
+            subifds=1,
+            resolution=(1 / 0.75e-4, 1 / 0.75e-4),
+            resolutionunit="CENTIMETER",
+        )
         half = image.reshape(size // 2, 2, size // 2, 2).mean(axis=(1, 3)).astype(np.uint8)
         tif.write(half, tile=(256, 256), compression="jpeg", subfiletype=1)
     with tifffile.TiffFile(path) as tif:
@@ -193,12 +213,15 @@ def make_files(out: Path, only: set[str] | None) -> dict[str, Path]:
         "jpeg_scan_20pct_random.jpg": lambda p: p.write_bytes(jpeg_randomise_scan(good)),
         "tiff_base_tiles_random.tif": lambda p: write_pyramid_with_damaged_base(p, 2048),
         "jpeg_header_46000px.jpg": lambda p: p.write_bytes(
-            jpeg_patch_size(_jpeg(_texture(64)), 46000, 46000)),
+            jpeg_patch_size(_jpeg(_texture(64)), 46000, 46000)
+        ),
         "png_46000px.png": lambda p: write_zero_png(p, 46000, 46000),
         "tiff_sparse_100000px.tif": lambda p: _tiff(
-            p, 100_000, 100_000, 8, 256, 8, [None] * (391 * 391)),
+            p, 100_000, 100_000, 8, 256, 8, [None] * (391 * 391)
+        ),
         "tiff_one_tile_32768px_u16.tif": lambda p: _tiff(
-            p, 32768, 32768, 16, 32768, 8, [zero_deflate(32768 * 32768 * 2)]),
+            p, 32768, 32768, 16, 32768, 8, [zero_deflate(32768 * 32768 * 2)]
+        ),
         "jpeg_good_2048px.jpg": lambda p: p.write_bytes(good),
     }
     paths = {}
@@ -235,8 +258,13 @@ print(json.dumps({"outcome": outcome[:200], "seconds": round(time.perf_counter()
 
 def _run(args: list[str], timeout: float) -> dict:
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
         rusage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -244,8 +272,13 @@ def _run(args: list[str], timeout: float) -> dict:
         proc.kill()
         proc.communicate()
         return {"outcome": f"timeout after {timeout:.0f} s"}
-    return {"rc": proc.returncode, "stdout": out.strip(), "stderr": err.strip()[-300:],
-            "wall_s": round(time.perf_counter() - start, 2), "rusage_maxrss": rusage.ru_maxrss}
+    return {
+        "rc": proc.returncode,
+        "stdout": out.strip(),
+        "stderr": err.strip()[-300:],
+        "wall_s": round(time.perf_counter() - start, 2),
+        "rusage_maxrss": rusage.ru_maxrss,
+    }
 
 
 def probe(path: Path, kind: str, timeout: float) -> dict:
@@ -254,8 +287,17 @@ def probe(path: Path, kind: str, timeout: float) -> dict:
         cmd = [sys.executable, "-c", _OPEN_PROBE, str(path)]
     else:
         # the pixel size is given: the sparse TIFF has none, and memory is what is measured
-        cmd = [sys.executable, "-m", "rcm_viewer", "classify", str(path), "--device", "cpu",
-               "--pixel-size-um", "0.75"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "rcm_viewer",
+            "classify",
+            str(path),
+            "--device",
+            "cpu",
+            "--pixel-size-um",
+            "0.75",
+        ]
     wrapper = (
         "import json, resource, subprocess, sys, time\n"
         "t = time.perf_counter()\n"
@@ -294,10 +336,16 @@ def bench_full_check(cases: int) -> dict:
             backup = store.backup_now() if hasattr(store, "backup_now") else None
             backup_s = time.perf_counter() - t
             del now
-        return {"cases": cases, "audit_rows": audit_rows, "db_mb": round(size / 1e6, 1),
-                "create_s": round(created, 1), "full_check_s": round(check_s, 2),
-                "problems": problems, "backup_s": round(backup_s, 2),
-                "backup_mb": round(backup.stat().st_size / 1e6, 1) if backup else None}
+        return {
+            "cases": cases,
+            "audit_rows": audit_rows,
+            "db_mb": round(size / 1e6, 1),
+            "create_s": round(created, 1),
+            "full_check_s": round(check_s, 2),
+            "problems": problems,
+            "backup_s": round(backup_s, 2),
+            "backup_mb": round(backup.stat().st_size / 1e6, 1) if backup else None,
+        }
 
 
 def main() -> None:
@@ -311,8 +359,10 @@ def main() -> None:
     baseline = probe(Path(os.devnull), "open", args.timeout)
     report: dict = {"python_baseline_open_probe": baseline, "probes": {}}
     for name, path in make_files(args.out, set(args.only) if args.only else None).items():
-        entry = {"file_kb": round(path.stat().st_size / 1024, 1),
-                 "open": probe(path, "open", args.timeout)}
+        entry = {
+            "file_kb": round(path.stat().st_size / 1024, 1),
+            "open": probe(path, "open", args.timeout),
+        }
         if not args.skip_classify:
             entry["classify"] = probe(path, "classify", args.timeout)
         report["probes"][name] = entry

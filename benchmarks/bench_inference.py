@@ -83,8 +83,10 @@ def ensure_bundle() -> Path:
             "architecture": "resnet34",
             "pixel_size_um": 1.0,
             "tile_px": 224,
-            "training": {"synthetic": True,
-                         "data": "none: random weights, for timing only (not a model)"},
+            "training": {
+                "synthetic": True,
+                "data": "none: random weights, for timing only (not a model)",
+            },
         },
         directory,
         overwrite=True,
@@ -130,9 +132,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--raw-batches", type=int, default=8)
-    parser.add_argument("--backend", default="torch-fp32",
-                        choices=("auto", "torch-fp32", "torch", "openvino"),
-                        help="backend of the end-to-end classify (default: the reference)")
+    parser.add_argument(
+        "--backend",
+        default="torch-fp32",
+        choices=("auto", "torch-fp32", "torch", "openvino"),
+        help="backend of the end-to-end classify (default: the reference)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("RCM_VIEWER_DATA_DIR", str(OUT / "user-data"))
@@ -169,8 +174,9 @@ def main() -> None:
     try:
         with open_mosaic(mosaic_path) as mosaic:
             started = time.perf_counter()
-            prediction = classify_mosaic(mosaic, bundle, device=args.device,
-                                         batch_size=args.batch_size, backend=runner.name)
+            prediction = classify_mosaic(
+                mosaic, bundle, device=args.device, batch_size=args.batch_size, backend=runner.name
+            )
             if torch_device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
@@ -191,8 +197,12 @@ def main() -> None:
             "backend": runner.description,
             "gpu": torch.cuda.get_device_name(0) if torch_device.type == "cuda" else None,
         },
-        "mosaic": {"path": str(mosaic_path), "size_px": args.size, "pixel_size_um": 1.0,
-                   "generated_s": generated_s},
+        "mosaic": {
+            "path": str(mosaic_path),
+            "size_px": args.size,
+            "pixel_size_um": 1.0,
+            "generated_s": generated_s,
+        },
         "raw_forward": {"batch_size": args.batch_size, "tile_px": 224, **raw},
         "classify": {
             "seconds": round(seconds, 2),
@@ -203,15 +213,17 @@ def main() -> None:
             "network_seconds_inside": round(network_seconds[0], 2),
             "everything_else_seconds": round(seconds - network_seconds[0], 2),
             "ratio_to_network_inside": seconds / max(network_seconds[0], 1e-9),
-            "heatmap_shape": list(prediction.heatmap.shape) if prediction.heatmap is not None
+            "heatmap_shape": list(prediction.heatmap.shape)
+            if prediction.heatmap is not None
             else None,
             "heatmap_cell_um": prediction.heatmap_cell_px * prediction.pixel_size_um,
         },
         "peak_rss_mib": {
             "before_classify": round(rss_before, 1),
             "after_classify": round(rss_after, 1),
-            "after_raw_forward": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                       / 1024, 1),
+            "after_raw_forward": round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+            ),
         },
         "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
     }

@@ -59,19 +59,25 @@ VIEWPORT = (1586, 953)  # what our MosaicView gets in a 1600 x 1000 window (dock
 
 def probe_offscreen() -> dict:
     """Try napari on QT_QPA_PLATFORM=offscreen in a child process; report what happens."""
-    code = ("import ctypes\n"
-            "for o in (None, True, False): ctypes.c_ssize_t.from_address(id(o)).value += 1<<40\n"
-            "import numpy as np, napari\n"
-            "v = napari.Viewer(show=False)\n"
-            "v.add_image(np.zeros((64, 64), np.uint8))\n"
-            "print(v.screenshot(canvas_only=True, flash=False).shape)\n")
+    code = (
+        "import ctypes\n"
+        "for o in (None, True, False): ctypes.c_ssize_t.from_address(id(o)).value += 1<<40\n"
+        "import numpy as np, napari\n"
+        "v = napari.Viewer(show=False)\n"
+        "v.add_image(np.zeros((64, 64), np.uint8))\n"
+        "print(v.screenshot(canvas_only=True, flash=False).shape)\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     env["QT_QPA_PLATFORM"] = "offscreen"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    return {"returncode": proc.returncode, "stdout": proc.stdout.strip()[-200:],
-            "error": lines[-1] if lines else ""}
+    return {
+        "returncode": proc.returncode,
+        "stdout": proc.stdout.strip()[-200:],
+        "error": lines[-1] if lines else "",
+    }
 
 
 class NapariBench:
@@ -149,12 +155,18 @@ class NapariBench:
         marks = []
         for _ in range(6):
             self.frame()
-            marks.append((time.perf_counter() - t0, int(getattr(layer, "data_level", 0)),
-                          tuple(map(tuple, getattr(layer, "corner_pixels", [[0]]).tolist()))))
+            marks.append(
+                (
+                    time.perf_counter() - t0,
+                    int(getattr(layer, "data_level", 0)),
+                    tuple(map(tuple, getattr(layer, "corner_pixels", [[0]]).tolist())),
+                )
+            )
         final_level, final_corners = marks[-1][1], marks[-1][2]
         result["first_frame_s"] = round(marks[0][0], 4)
-        result["sharp_frame_s"] = next(round(t, 4) for t, lv, c in marks
-                                       if lv == final_level and c == final_corners)
+        result["sharp_frame_s"] = next(
+            round(t, 4) for t, lv, c in marks if lv == final_level and c == final_corners
+        )
         result["level"] = final_level
         result["levels"] = len(levels)
         result["zoom"] = round(float(self.camera().zoom), 5)
@@ -189,8 +201,12 @@ class NapariBench:
         height, width = layer.level_shapes[0] if layer.multiscale else layer.data.shape
         size = self.native.size()
         steps = tour_path(int(width), int(height), size.width(), size.height())
-        out: dict = {"steps": len(steps), "viewport": [size.width(), size.height()],
-                     "gl_renderer": self.gl_renderer, "static_frame": self.static_frame()}
+        out: dict = {
+            "steps": len(steps),
+            "viewport": [size.width(), size.height()],
+            "gl_renderer": self.gl_renderer,
+            "static_frame": self.static_frame(),
+        }
         frames: list[float] = []
         ticks: list[float] = []
         probe = self.QTimer()
@@ -225,10 +241,14 @@ class NapariBench:
         self.run_loop(0.3)
         probe.stop()
         gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
-        out["pass1"] = {**stats_ms(frames), "wall_s": round(wall, 2), "probe_ticks": len(ticks),
-                        "longest_stall_ms": round(max(gaps) * 1000, 1) if gaps else None,
-                        "stalls_over_50ms": sum(g > 0.05 for g in gaps),
-                        "layer_refresh": stats_ms(self.refresh_times)}
+        out["pass1"] = {
+            **stats_ms(frames),
+            "wall_s": round(wall, 2),
+            "probe_ticks": len(ticks),
+            "longest_stall_ms": round(max(gaps) * 1000, 1) if gaps else None,
+            "stalls_over_50ms": sum(g > 0.05 for g in gaps),
+            "layer_refresh": stats_ms(self.refresh_times),
+        }
         self.refresh_times.clear()
         frames = []
         for state in steps:  # pass 2: the same path again (napari keeps what dask caches)
@@ -241,12 +261,14 @@ class NapariBench:
         return out
 
 
-def run_one(path: Path, repeats: int, tour: bool,
-            viewport: tuple[int, int] = VIEWPORT) -> dict:
+def run_one(path: Path, repeats: int, tour: bool, viewport: tuple[int, int] = VIEWPORT) -> dict:
     xvfb = ensure_display()
     try:
-        result: dict = {"file": path.name, "loadavg_start": loadavg(),
-                        "platform": os.environ.get("QT_QPA_PLATFORM")}
+        result: dict = {
+            "file": path.name,
+            "loadavg_start": loadavg(),
+            "platform": os.environ.get("QT_QPA_PLATFORM"),
+        }
         bench = NapariBench(viewport)
         result["napari"] = bench.napari.__version__
         result["gl_renderer"] = bench.gl_renderer
@@ -257,9 +279,11 @@ def run_one(path: Path, repeats: int, tour: bool,
         def med(key):
             return round(statistics.median(o[key] for o in opens), 4)
 
-        result["open"] = {"first_frame_s": med("first_frame_s"),
-                          "sharp_frame_s": med("sharp_frame_s"),
-                          "data_access_s": med("data_access_s")}
+        result["open"] = {
+            "first_frame_s": med("first_frame_s"),
+            "sharp_frame_s": med("sharp_frame_s"),
+            "data_access_s": med("data_access_s"),
+        }
         result["peak_rss_open_mb"] = peak_rss_mb()
         if tour:
             result["tour"] = bench.tour(path)
@@ -280,8 +304,11 @@ def main() -> int:
     parser.add_argument("--tour", action="store_true")
     parser.add_argument("--files", nargs="*", default=None)
     parser.add_argument("--probe-offscreen", action="store_true")
-    parser.add_argument("--viewport", default=f"{VIEWPORT[0]}x{VIEWPORT[1]}",
-                        help="canvas size WxH (bench_viewer.py passes its view's size)")
+    parser.add_argument(
+        "--viewport",
+        default=f"{VIEWPORT[0]}x{VIEWPORT[1]}",
+        help="canvas size WxH (bench_viewer.py passes its view's size)",
+    )
     args = parser.parse_args()
     if args.probe_offscreen:
         print(json.dumps(probe_offscreen()))
@@ -290,15 +317,28 @@ def main() -> int:
     if args.one:
         print(json.dumps(run_one(args.one, args.repeats, args.tour, viewport)))
         return 0
-    report: dict = {"benchmark": "napari", "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                    "machine": machine(), "offscreen_probe": probe_offscreen(), "files": {}}
+    report: dict = {
+        "benchmark": "napari",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "machine": machine(),
+        "offscreen_probe": probe_offscreen(),
+        "files": {},
+    }
     for name in args.files or FILES:
         path = args.data / name
         if not path.exists():
             report["files"][name] = {"skipped": "missing"}
             continue
-        cmd = [sys.executable, __file__, "--one", str(path), "--repeats", str(args.repeats),
-               "--viewport", args.viewport]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(path),
+            "--repeats",
+            str(args.repeats),
+            "--viewport",
+            args.viewport,
+        ]
         if name in TOUR_FILES:
             cmd.append("--tour")
         proc = subprocess.run(cmd, capture_output=True, text=True)

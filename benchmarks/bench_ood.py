@@ -46,21 +46,30 @@ def _tiff(path: Path, image: np.ndarray, um: float | None) -> Path:
 def _classify(bundle, path: Path, um: float | None) -> dict:
     with open_mosaic(path) as mosaic:
         p = classify_mosaic(mosaic, bundle, pixel_size_um=um, device="cpu", batch_size=32)
-    return {"file": path.name, "status": p.status, "ood_score": p.ood_score,
-            "in_distribution": p.in_distribution, "tile_share": p.ood_tile_share,
-            "top": p.top_class, "p_top": None if p.top_class is None else
-            round(p.probability(p.top_class) or 0, 3)}
+    return {
+        "file": path.name,
+        "status": p.status,
+        "ood_score": p.ood_score,
+        "in_distribution": p.in_distribution,
+        "tile_share": p.ood_tile_share,
+        "top": p.top_class,
+        "p_top": None if p.top_class is None else round(p.probability(p.top_class) or 0, 3),
+    }
 
 
 def _summary(rows: list[dict]) -> dict:
     scored = [r for r in rows if r["in_distribution"] is not None]
     flagged = sum(1 for r in scored if not r["in_distribution"])
-    return {"n": len(rows), "classified": len(scored),
-            "no_tissue": sum(1 for r in rows if r["status"] != "ok"),
-            "flagged": flagged,
-            "share_flagged": round(flagged / len(scored), 4) if scored else None,
-            "median_ood_score": (round(float(np.median([r["ood_score"] for r in scored])), 3)
-                                 if scored else None)}
+    return {
+        "n": len(rows),
+        "classified": len(scored),
+        "no_tissue": sum(1 for r in rows if r["status"] != "ok"),
+        "flagged": flagged,
+        "share_flagged": round(flagged / len(scored), 4) if scored else None,
+        "median_ood_score": (
+            round(float(np.median([r["ood_score"] for r in scored])), 3) if scored else None
+        ),
+    }
 
 
 def _package_images() -> dict[str, np.ndarray]:
@@ -69,11 +78,36 @@ def _package_images() -> dict[str, np.ndarray]:
         import skimage.data as data
     except ImportError:
         return out
-    for name in ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "page",
-                 "text", "brick", "grass", "gravel", "retina", "human_mitosis", "cell",
-                 "hubble_deep_field", "clock", "horse", "checkerboard", "colorwheel",
-                 "microaneurysms", "nickel_solidification", "protein_transport",
-                 "palisades_of_vogt", "skin", "lily", "cat", "logo"):
+    for name in (
+        "astronaut",
+        "camera",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "coins",
+        "moon",
+        "page",
+        "text",
+        "brick",
+        "grass",
+        "gravel",
+        "retina",
+        "human_mitosis",
+        "cell",
+        "hubble_deep_field",
+        "clock",
+        "horse",
+        "checkerboard",
+        "colorwheel",
+        "microaneurysms",
+        "nickel_solidification",
+        "protein_transport",
+        "palisades_of_vogt",
+        "skin",
+        "lily",
+        "cat",
+        "logo",
+    ):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -99,8 +133,11 @@ def _ihc() -> dict[str, np.ndarray]:
     except ImportError:
         return {}
     ihc = np.asarray(data.immunohistochemistry())
-    return {"ihc": ihc, "ihc_gray": ihc.mean(axis=2).astype(np.uint8),
-            "ihc_tiled": np.tile(ihc, (2, 2, 1))}
+    return {
+        "ihc": ihc,
+        "ihc_gray": ihc.mean(axis=2).astype(np.uint8),
+        "ihc_tiled": np.tile(ihc, (2, 2, 1)),
+    }
 
 
 def _changed_acquisition(cls: str, seed: int, um: float, kind: str) -> np.ndarray:
@@ -129,8 +166,11 @@ def main() -> int:
     started = time.perf_counter()
     wanted = set(args.sets.split(",")) if args.sets != "all" else None
     # complete files only (a data set may still be being written)
-    fresh = sorted(p for p in args.fresh.rglob("*.ome.tif")
-                   if p.stat().st_size > 0 and time.time() - p.stat().st_mtime > 30)
+    fresh = sorted(
+        p
+        for p in args.fresh.rglob("*.ome.tif")
+        if p.stat().st_size > 0 and time.time() - p.stat().st_mtime > 30
+    )
     if args.limit:
         fresh = fresh[: args.limit]
     results: dict[str, dict] = {}
@@ -155,18 +195,20 @@ def main() -> int:
         for i, kind in enumerate(["gain", "speckle", "vignetting"] * 4):
             cls = LESION_CLASSES[i % 3]
             seed, um = 900_000 + i, 0.5 + 0.04 * i
-            path = _tiff(tmp / f"acq_{kind}_{i}.tif", _changed_acquisition(cls, seed, um, kind),
-                         um)
+            path = _tiff(tmp / f"acq_{kind}_{i}.tif", _changed_acquisition(cls, seed, um, kind), um)
             acq_items.append((path, None))
     run("synthetic_acquisition_changed", acq_items)
     photos = _package_images()
-    run("photographs_and_other_microscopy",
-        [(_tiff(tmp / f"{n}.tif", im, None), FOREIGN_UM) for n, im in photos.items()])
+    run(
+        "photographs_and_other_microscopy",
+        [(_tiff(tmp / f"{n}.tif", im, None), FOREIGN_UM) for n, im in photos.items()],
+    )
     ihc = _ihc()
     ihc_items = [(_tiff(tmp / f"{n}.tif", im, None), FOREIGN_UM) for n, im in ihc.items()]
     if ihc:
-        ihc_items += [(_tiff(tmp / f"ihc_{um}.tif", ihc["ihc"], None), um)
-                      for um in (0.5, 1.5, 3.0)]
+        ihc_items += [
+            (_tiff(tmp / f"ihc_{um}.tif", ihc["ihc"], None), um) for um in (0.5, 1.5, 3.0)
+        ]
     run("brightfield_histology_ihc", ihc_items)
     rng = np.random.default_rng(0)
     noise = {
@@ -175,11 +217,11 @@ def main() -> int:
         "speckle_only": np.clip(rng.exponential(60, (1024, 1024)), 0, 255).astype(np.uint8),
         "rgb_uniform": rng.integers(0, 256, (768, 768, 3), dtype=np.uint8),
         "salt_pepper": (rng.random((1024, 1024)) < 0.3).astype(np.uint8) * 255,
-        "smooth_noise": np.clip(np.kron(rng.normal(128, 50, (64, 64)), np.ones((16, 16))),
-                                0, 255).astype(np.uint8),
+        "smooth_noise": np.clip(
+            np.kron(rng.normal(128, 50, (64, 64)), np.ones((16, 16))), 0, 255
+        ).astype(np.uint8),
     }
-    run("noise", [(_tiff(tmp / f"noise_{n}.tif", im, None), FOREIGN_UM)
-                  for n, im in noise.items()])
+    run("noise", [(_tiff(tmp / f"noise_{n}.tif", im, None), FOREIGN_UM) for n, im in noise.items()])
     y = np.linspace(0, 1, 1024)[:, None] * np.ones((1, 1024))
     flats = {
         "flat_mid": np.full((1024, 1024), 128, np.uint8),
@@ -187,15 +229,13 @@ def main() -> int:
         "flat_gradient": (60 + 120 * y).astype(np.uint8),
         "flat_noisy": np.clip(128 + rng.normal(0, 3, (1024, 1024)), 0, 255).astype(np.uint8),
     }
-    run("flat_fields", [(_tiff(tmp / f"{n}.tif", im, None), FOREIGN_UM)
-                        for n, im in flats.items()])
+    run("flat_fields", [(_tiff(tmp / f"{n}.tif", im, None), FOREIGN_UM) for n, im in flats.items()])
     report = {
         "benchmark": "bench_ood",
         "model": bundle.manifest.display_name,
         "ood_file": bundle.manifest.ood_file,
         "seconds": round(time.perf_counter() - started, 1),
-        "sets": {k: {kk: vv for kk, vv in v.items() if kk != "rows"} for k, v in
-                 results.items()},
+        "sets": {k: {kk: vv for kk, vv in v.items() if kk != "rows"} for k, v in results.items()},
         "rows": {k: v["rows"] for k, v in results.items()},
     }
     print(json.dumps(report, indent=2))

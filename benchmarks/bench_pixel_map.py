@@ -33,8 +33,10 @@ def _files(size: int) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size]
     base = ((yy + xx) / (2 * size) + rng.normal(0, 0.05, (size, size))).astype(np.float32)
-    paths = {"float32": out / f"pixel_map_float32_{size}.tif",
-             "uint16": out / f"pixel_map_uint16_{size}.tif"}
+    paths = {
+        "float32": out / f"pixel_map_float32_{size}.tif",
+        "uint16": out / f"pixel_map_uint16_{size}.tif",
+    }
     if not paths["float32"].exists():
         tifffile.imwrite(paths["float32"], base, tile=(256, 256), compression="zlib")
     if not paths["uint16"].exists():

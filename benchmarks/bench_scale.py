@@ -34,8 +34,9 @@ def main() -> int:
     by_class: dict[str, list[Path]] = {}
     for p in paths:
         by_class.setdefault(p.parent.name, []).append(p)
-    chosen = [p for i in range(args.limit) for ps in by_class.values() if i < len(ps)
-              for p in [ps[i]]][: args.limit]
+    chosen = [
+        p for i in range(args.limit) for ps in by_class.values() if i < len(ps) for p in [ps[i]]
+    ][: args.limit]
     started = time.perf_counter()
     rows = []
     for path in chosen:
@@ -43,9 +44,17 @@ def main() -> int:
             true_um = float(mosaic.info.pixel_size_um)
             for f in FACTORS:
                 p = classify_mosaic(mosaic, bundle, pixel_size_um=true_um * f, device="cpu")
-                rows.append({"file": path.name, "class": path.parent.name, "factor": f,
-                             "top": p.top_class, "p_true": p.probability(path.parent.name),
-                             "ood_score": p.ood_score, "in_distribution": p.in_distribution})
+                rows.append(
+                    {
+                        "file": path.name,
+                        "class": path.parent.name,
+                        "factor": f,
+                        "top": p.top_class,
+                        "p_true": p.probability(path.parent.name),
+                        "ood_score": p.ood_score,
+                        "in_distribution": p.in_distribution,
+                    }
+                )
     summary = {}
     for f in FACTORS:
         changed, delta, ood = [], [], []
@@ -58,11 +67,23 @@ def main() -> int:
             "top_class_changed": round(float(np.mean(changed)), 3),
             "mean_abs_change_p_true": round(float(np.mean(delta)), 3),
             "median_ood_score": round(float(np.median(ood)), 3),
-            "accuracy": round(float(np.mean([r["top"] == r["class"] for r in rows
-                                             if r["factor"] == f])), 3)}
-    print(json.dumps({"benchmark": "bench_scale", "model": bundle.manifest.display_name,
-                      "mosaics": len(chosen), "seconds": round(time.perf_counter() - started, 1),
-                      "by_factor": summary, "rows": rows}, indent=2))
+            "accuracy": round(
+                float(np.mean([r["top"] == r["class"] for r in rows if r["factor"] == f])), 3
+            ),
+        }
+    print(
+        json.dumps(
+            {
+                "benchmark": "bench_scale",
+                "model": bundle.manifest.display_name,
+                "mosaics": len(chosen),
+                "seconds": round(time.perf_counter() - started, 1),
+                "by_factor": summary,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -30,25 +30,30 @@ def main() -> int:
     args = parser.parse_args()
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="rcm-bench-"))
     path = out_dir / f"bench_{args.lesion_class}_{args.size}.ome.tif"
-    spec = MosaicSpec(args.lesion_class, args.size, args.size, args.pixel_size_um, seed=1,
-                      bits=args.bits)
+    spec = MosaicSpec(
+        args.lesion_class, args.size, args.size, args.pixel_size_um, seed=1, bits=args.bits
+    )
     start = time.perf_counter()
     write_tiff(SyntheticMosaic(spec), path)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({
-        "benchmark": "synth_generate",
-        "size_px": args.size,
-        "pixel_size_um": args.pixel_size_um,
-        "lesion_class": args.lesion_class,
-        "bits": args.bits,
-        "seconds": round(seconds, 1),
-        "megapixels_per_second": round(args.size**2 / 1e6 / seconds, 2),
-        "peak_rss_mb": round(peak_mb, 1),
-        "file_mb": round(path.stat().st_size / 1e6, 1),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "synth_generate",
+                "size_px": args.size,
+                "pixel_size_um": args.pixel_size_um,
+                "lesion_class": args.lesion_class,
+                "bits": args.bits,
+                "seconds": round(seconds, 1),
+                "megapixels_per_second": round(args.size**2 / 1e6 / seconds, 2),
+                "peak_rss_mb": round(peak_mb, 1),
+                "file_mb": round(path.stat().st_size / 1e6, 1),
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+            }
+        )
+    )
     if args.out is None:
         path.unlink()
     return 0

@@ -67,8 +67,12 @@ WINDOW = (1600, 1000)
 SCREEN = (1920, 1200)
 STEP_MS = 16
 PROBE_MS = 5
-FILES = ["pyr40k_jpeg_tifffile.tif", "pyr40k_jpeg_vips.tif", "flat16k_u8_raw.tif",
-         "flat16k_u16_lzw.tif"]
+FILES = [
+    "pyr40k_jpeg_tifffile.tif",
+    "pyr40k_jpeg_vips.tif",
+    "flat16k_u8_raw.tif",
+    "flat16k_u16_lzw.tif",
+]
 TOUR_FILES = ["pyr40k_jpeg_tifffile.tif", "pyr40k_jpeg_vips.tif", "pyr16k_jpeg_tifffile.tif"]
 
 
@@ -102,8 +106,9 @@ def tour_path(width: int, height: int, vp_w: int, vp_h: int) -> list[tuple[float
     n = 40
     for i in range(1, n + 1):
         t = i / n
-        steps.append((cx + (width / 2 - cx) * t, cy + (height / 2 - cy) * t,
-                      (1.0 / fit) ** (1 - t) * fit))
+        steps.append(
+            (cx + (width / 2 - cx) * t, cy + (height / 2 - cy) * t, (1.0 / fit) ** (1 - t) * fit)
+        )
     return steps
 
 
@@ -116,8 +121,14 @@ def stats_ms(values_s: list[float]) -> dict[str, float]:
         k = min(len(ms) - 1, max(0, round(p / 100 * (len(ms) - 1))))
         return round(ms[k], 2)
 
-    return {"n": len(ms), "median_ms": round(statistics.median(ms), 2), "p90_ms": pct(90),
-            "p99_ms": pct(99), "max_ms": round(ms[-1], 2), "mean_ms": round(sum(ms) / len(ms), 2)}
+    return {
+        "n": len(ms),
+        "median_ms": round(statistics.median(ms), 2),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
+        "max_ms": round(ms[-1], 2),
+        "mean_ms": round(sum(ms) / len(ms), 2),
+    }
 
 
 def loadavg() -> list[float]:
@@ -134,8 +145,11 @@ def current_rss_mb() -> float:
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "nproc": os.cpu_count(),
-            "platform": platform.platform()}
+    info = {
+        "python": platform.python_version(),
+        "nproc": os.cpu_count(),
+        "platform": platform.platform(),
+    }
     try:
         with open("/proc/meminfo") as fh:
             info["mem_total_gb"] = round(int(fh.readline().split()[1]) / 1024**2, 1)
@@ -179,8 +193,11 @@ def ensure_display() -> subprocess.Popen | None:
     for number in range(90, 120):
         if not Path(f"/tmp/.X11-unix/X{number}").exists():
             break
-    proc = subprocess.Popen([xvfb, f":{number}", "-screen", "0", "1920x1200x24", "-nolisten",
-                             "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [xvfb, f":{number}", "-screen", "0", "1920x1200x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         if Path(f"/tmp/.X11-unix/X{number}").exists():
             break
@@ -193,9 +210,24 @@ def ensure_display() -> subprocess.Popen | None:
 def screen_config() -> str:
     """Qt offscreen platform with a 1920 x 1200 screen (the default one is 800 x 800)."""
     path = Path(tempfile.gettempdir()) / "rcm_bench_offscreen.json"
-    path.write_text(json.dumps({"screens": [{
-        "name": "bench", "x": 0, "y": 0, "width": SCREEN[0], "height": SCREEN[1],
-        "logicalDpi": 96, "logicalBaseDpi": 96, "dpr": 1}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "screens": [
+                    {
+                        "name": "bench",
+                        "x": 0,
+                        "y": 0,
+                        "width": SCREEN[0],
+                        "height": SCREEN[1],
+                        "logicalDpi": 96,
+                        "logicalBaseDpi": 96,
+                        "dpr": 1,
+                    }
+                ]
+            }
+        )
+    )
     return f"offscreen:configfile={path}"
 
 
@@ -322,9 +354,12 @@ class Bench:
 
     def is_sharp(self) -> bool:
         view = self.view
-        return (view.mosaic is not None and view.current_level == self.target_level()
-                and bool(view.last_requested)
-                and set(view.last_drawn) == set(view.last_requested))
+        return (
+            view.mosaic is not None
+            and view.current_level == self.target_level()
+            and bool(view.last_requested)
+            and set(view.last_drawn) == set(view.last_requested)
+        )
 
     def shows_mosaic(self) -> bool:
         view = self.view
@@ -431,8 +466,9 @@ class Bench:
             if phase == "start":
                 gc_start[0] = time.perf_counter()
             else:
-                gc_pauses.append((gc_start[0], time.perf_counter() - gc_start[0],
-                                  info["generation"]))
+                gc_pauses.append(
+                    (gc_start[0], time.perf_counter() - gc_start[0], info["generation"])
+                )
 
         gc.callbacks.append(gc_probe)
         self.draw_spans.clear()
@@ -457,30 +493,42 @@ class Bench:
             a, b = ticks[i], ticks[i + 1]
             in_gc = sum(d for s0, d, _ in gc_pauses if s0 < b and s0 + d > a)
             draws = [round(d * 1000, 1) for s0, d in self.draw_spans if s0 < b and s0 + d > a]
-            worst_stalls.append({"ms": round((b - a) * 1000, 1),
-                                 "at_s": round(a - t0, 3),
-                                 # GUI-thread CPU inside the gap: the rest is waiting for a
-                                 # core or the GIL
-                                 "gui_cpu_ms": round((tick_cpu[i + 1] - tick_cpu[i]) * 1000, 1),
-                                 "draws_ms": draws,
-                                 "gc_ms_inside": round(in_gc * 1000, 1)})
-        out["pass1"] = {**stats_ms(frames), "sharp_frames": sum(sharp),
-                        "wall_s": round(pass1_s, 2),
-                        "probe_ticks": len(ticks),
-                        "longest_stall_ms": round(max(gaps) * 1000, 1) if gaps else None,
-                        "stalls_over_50ms": sum(g > 0.05 for g in gaps),
-                        "worst_stalls": worst_stalls,
-                        "gc": {"collections": len(gc_pauses),
-                               "gen2": sum(g == 2 for _, _, g in gc_pauses),
-                               "max_ms": round(max((d for _, d, _ in gc_pauses), default=0)
-                                               * 1000, 1)},
-                        "cpu": stats_ms(self.cpu_times),
-                        "process_cpu": stats_ms(self.process_cpu_times),
-                        "motion_frames": sum(self.motion),
-                        "draw_background": stats_ms(self.draw_times)}
+            worst_stalls.append(
+                {
+                    "ms": round((b - a) * 1000, 1),
+                    "at_s": round(a - t0, 3),
+                    # GUI-thread CPU inside the gap: the rest is waiting for a
+                    # core or the GIL
+                    "gui_cpu_ms": round((tick_cpu[i + 1] - tick_cpu[i]) * 1000, 1),
+                    "draws_ms": draws,
+                    "gc_ms_inside": round(in_gc * 1000, 1),
+                }
+            )
+        out["pass1"] = {
+            **stats_ms(frames),
+            "sharp_frames": sum(sharp),
+            "wall_s": round(pass1_s, 2),
+            "probe_ticks": len(ticks),
+            "longest_stall_ms": round(max(gaps) * 1000, 1) if gaps else None,
+            "stalls_over_50ms": sum(g > 0.05 for g in gaps),
+            "worst_stalls": worst_stalls,
+            "gc": {
+                "collections": len(gc_pauses),
+                "gen2": sum(g == 2 for _, _, g in gc_pauses),
+                "max_ms": round(max((d for _, d, _ in gc_pauses), default=0) * 1000, 1),
+            },
+            "cpu": stats_ms(self.cpu_times),
+            "process_cpu": stats_ms(self.process_cpu_times),
+            "motion_frames": sum(self.motion),
+            "draw_background": stats_ms(self.draw_times),
+        }
         out["rss_after_pass1_mb"] = current_rss_mb()
-        detail = {"zoom": [round(z, 4) for _, _, z in steps], "level": levels,
-                  "pass1_ms": [round(f * 1000, 2) for f in frames], "pass1_sharp": sharp}
+        detail = {
+            "zoom": [round(z, 4) for _, _, z in steps],
+            "level": levels,
+            "pass1_ms": [round(f * 1000, 2) for f in frames],
+            "pass1_sharp": sharp,
+        }
 
         # fill: every step's tiles into the cache
         t0 = time.perf_counter()
@@ -503,11 +551,14 @@ class Bench:
             frames.append(dt)
             sharp.append(ok)
             self.idle(60)
-        out["pass2"] = {**stats_ms(frames), "sharp_frames": sum(sharp),
-                        "cpu": stats_ms(self.cpu_times),
-                        "process_cpu": stats_ms(self.process_cpu_times),
-                        "motion_frames": sum(self.motion),
-                        "draw_background": stats_ms(self.draw_times)}
+        out["pass2"] = {
+            **stats_ms(frames),
+            "sharp_frames": sum(sharp),
+            "cpu": stats_ms(self.cpu_times),
+            "process_cpu": stats_ms(self.process_cpu_times),
+            "motion_frames": sum(self.motion),
+            "draw_background": stats_ms(self.draw_times),
+        }
         detail["pass2_ms"] = [round(f * 1000, 2) for f in frames]
         detail["pass2_sharp"] = sharp
         detail["pass2_motion"] = list(self.motion)
@@ -522,8 +573,7 @@ class Bench:
             self.run_loop(0.15)
             dt, _ = self.timed_repaint()
             still[f"{zoom:.4g}"] = round(dt * 1000, 2)
-        out["still_frames_ms"] = {**stats_ms([v / 1000 for v in still.values()]),
-                                  "by_zoom": still}
+        out["still_frames_ms"] = {**stats_ms([v / 1000 for v in still.values()]), "by_zoom": still}
         out["detail"] = detail
         out["tile_cache"] = view.tiles.stats()
         out["source"] = mosaic.stats()
@@ -531,9 +581,15 @@ class Bench:
         return out
 
 
-def run_one(path: Path, repeats: int, tour: bool, platform_name: str,
-            tile_threads: int | None = None, coverage: bool = False,
-            two_views: bool = False) -> dict:
+def run_one(
+    path: Path,
+    repeats: int,
+    tour: bool,
+    platform_name: str,
+    tile_threads: int | None = None,
+    coverage: bool = False,
+    two_views: bool = False,
+) -> dict:
     xvfb = ensure_display() if platform_name == "xcb" else None
     try:
         result: dict = {"file": path.name, "loadavg_start": loadavg()}
@@ -551,8 +607,10 @@ def run_one(path: Path, repeats: int, tour: bool, platform_name: str,
             values = [o[key] for o in opens if o[key] is not None]
             return round(statistics.median(values), 4) if values else None
 
-        result["open"] = {"first_frame_s": med("first_frame_s"),
-                          "sharp_frame_s": med("sharp_frame_s")}
+        result["open"] = {
+            "first_frame_s": med("first_frame_s"),
+            "sharp_frame_s": med("sharp_frame_s"),
+        }
         result["peak_rss_open_mb"] = peak_rss_mb()
         if tour:
             bench.reading_aids_opened(path)
@@ -561,8 +619,10 @@ def run_one(path: Path, repeats: int, tour: bool, platform_name: str,
                 result["coverage_slot"] = stats_ms(bench.coverage_slot)
                 result["coverage_slot_cpu"] = stats_ms(bench.coverage_slot_cpu)
                 result["coverage_summary"] = bench.coverage.coverage.summary()
-                result["coverage_grid"] = [bench.coverage.coverage.rows,
-                                           bench.coverage.coverage.cols]
+                result["coverage_grid"] = [
+                    bench.coverage.coverage.rows,
+                    bench.coverage.coverage.cols,
+                ]
             result["peak_rss_mb"] = peak_rss_mb()
         result["loadavg_end"] = loadavg()
         bench.win.close()
@@ -621,40 +681,85 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--one", type=Path, help="measure this file in this process")
     parser.add_argument("--tour", action="store_true", help="with --one: also the tour")
-    parser.add_argument("--platform", choices=["offscreen", "xcb"], default="offscreen",
-                        help="xcb: on $DISPLAY or an Xvfb started here (as napari needs)")
+    parser.add_argument(
+        "--platform",
+        choices=["offscreen", "xcb"],
+        default="offscreen",
+        help="xcb: on $DISPLAY or an Xvfb started here (as napari needs)",
+    )
     parser.add_argument("--files", nargs="*", default=None)
-    parser.add_argument("--with-napari", action="store_true",
-                        help="per file also run ours on Xvfb and bench_napari.py there, and "
-                             "report ours/napari")
+    parser.add_argument(
+        "--with-napari",
+        action="store_true",
+        help="per file also run ours on Xvfb and bench_napari.py there, and report ours/napari",
+    )
     parser.add_argument("--no-detail", action="store_true", help="drop per-step arrays")
-    parser.add_argument("--coverage", choices=["on", "off"], default="off",
-                        help="track review coverage on every frame (issue 15)")
-    parser.add_argument("--two-views", action="store_true",
-                        help="the same file open beside the first, linked in µm (issue 15)")
-    parser.add_argument("--tile-threads", type=int, default=None,
-                        help="with --one: override the tile pool size (experiments)")
+    parser.add_argument(
+        "--coverage",
+        choices=["on", "off"],
+        default="off",
+        help="track review coverage on every frame (issue 15)",
+    )
+    parser.add_argument(
+        "--two-views",
+        action="store_true",
+        help="the same file open beside the first, linked in µm (issue 15)",
+    )
+    parser.add_argument(
+        "--tile-threads",
+        type=int,
+        default=None,
+        help="with --one: override the tile pool size (experiments)",
+    )
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.repeats, args.tour, args.platform,
-                                 args.tile_threads, args.coverage == "on", args.two_views)))
+        print(
+            json.dumps(
+                run_one(
+                    args.one,
+                    args.repeats,
+                    args.tour,
+                    args.platform,
+                    args.tile_threads,
+                    args.coverage == "on",
+                    args.two_views,
+                )
+            )
+        )
         return 0
-    report: dict = {"benchmark": "viewer", "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                    "machine": machine(), "window": WINDOW, "screen": SCREEN,
-                    "loadavg_start": loadavg(), "files": {}}
+    report: dict = {
+        "benchmark": "viewer",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "machine": machine(),
+        "window": WINDOW,
+        "screen": SCREEN,
+        "loadavg_start": loadavg(),
+        "files": {},
+    }
     if args.with_napari:
         napari_script = HERE / "bench_napari.py"
-        probe = subprocess.run([str(NAPARI_PYTHON), str(napari_script), "--probe-offscreen"],
-                               capture_output=True, text=True)
-        report["napari_offscreen_probe"] = (json.loads(probe.stdout) if probe.returncode == 0
-                                            else probe.stderr[-500:])
+        probe = subprocess.run(
+            [str(NAPARI_PYTHON), str(napari_script), "--probe-offscreen"],
+            capture_output=True,
+            text=True,
+        )
+        report["napari_offscreen_probe"] = (
+            json.loads(probe.stdout) if probe.returncode == 0 else probe.stderr[-500:]
+        )
     for name in args.files or FILES:
         path = args.data / name
         if not path.exists():
             report["files"][name] = {"skipped": "missing (run make_bench_files.py)"}
             continue
-        common = ["--one", str(path), "--repeats", str(args.repeats),
-                  "--coverage", args.coverage, *(["--two-views"] if args.two_views else [])]
+        common = [
+            "--one",
+            str(path),
+            "--repeats",
+            str(args.repeats),
+            "--coverage",
+            args.coverage,
+            *(["--two-views"] if args.two_views else []),
+        ]
         if name in TOUR_FILES:
             common.append("--tour")
         entry = {"ours": _child([sys.executable, __file__, *common])}
@@ -662,8 +767,9 @@ def main() -> int:
             entry["ours_xcb"] = _child([sys.executable, __file__, *common, "--platform", "xcb"])
             size = _get(entry["ours"], ("tour", "viewport"))
             extra = ["--viewport", f"{size[0]}x{size[1]}"] if size else []
-            entry["napari"] = _child([str(NAPARI_PYTHON), str(HERE / "bench_napari.py"),
-                                      *common, *extra])
+            entry["napari"] = _child(
+                [str(NAPARI_PYTHON), str(HERE / "bench_napari.py"), *common, *extra]
+            )
             entry["ratio_ours_xcb_vs_napari"] = ratios(entry["ours_xcb"], entry["napari"])
             entry["ratio_ours_offscreen_vs_napari"] = ratios(entry["ours"], entry["napari"])
         if args.no_detail:

@@ -54,8 +54,9 @@ def texture(out: Path) -> np.ndarray:
     from rcm_viewer.synthetic import MosaicSpec, SyntheticMosaic
 
     start = time.perf_counter()
-    tex = SyntheticMosaic(MosaicSpec("naevus", TEXTURE_PX, TEXTURE_PX, PIXEL_SIZE_UM,
-                                     seed=1)).to_array()
+    tex = SyntheticMosaic(
+        MosaicSpec("naevus", TEXTURE_PX, TEXTURE_PX, PIXEL_SIZE_UM, seed=1)
+    ).to_array()
     print(f"rendered texture in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     tex = np.ascontiguousarray(tex.astype(np.uint8))
     np.save(cache, tex)
@@ -89,8 +90,9 @@ class Layout:
                 block = block[:, ::-1] if flip_lr else block
                 ay0, ay1 = max(y0, by * b), min(y0 + h, (by + 1) * b)
                 ax0, ax1 = max(x0, bx * b), min(x0 + w, (bx + 1) * b)
-                out[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = \
-                    block[ay0 - by * b:ay1 - by * b, ax0 - bx * b:ax1 - bx * b]
+                out[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = block[
+                    ay0 - by * b : ay1 - by * b, ax0 - bx * b : ax1 - bx * b
+                ]
         return out
 
 
@@ -108,8 +110,9 @@ def tiles(layout: Layout, level: int, size: int, tile: int) -> Iterator[np.ndarr
             yield layout.region(level, y, x, h, w)  # tifffile zero-pads edge tiles
 
 
-def write_pyramid(layout: Layout, path: Path, size: int, tile: int = 512,
-                  quality: int = 90) -> dict:
+def write_pyramid(
+    layout: Layout, path: Path, size: int, tile: int = 512, quality: int = 90
+) -> dict:
     sizes = level_sizes(size)
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         for level, side in enumerate(sizes):
@@ -140,8 +143,9 @@ def strips(layout: Layout, size: int, rows: int, dtype, encode) -> Iterator[byte
         yield encode(np.ascontiguousarray(band).tobytes())
 
 
-def write_flat(layout: Layout, path: Path, size: int, dtype, compression: str | None,
-               rows: int) -> dict:
+def write_flat(
+    layout: Layout, path: Path, size: int, dtype, compression: str | None, rows: int
+) -> dict:
     encode = (lambda b: b) if compression is None else imagecodecs.lzw_encode
     with tifffile.TiffWriter(path, bigtiff=False) as tif:
         tif.write(
@@ -164,10 +168,30 @@ def write_vips(source: Path, path: Path, quality: int = 90) -> dict:
     vips = shutil.which("vips")
     if vips is None:
         raise FileNotFoundError("vips is not installed (apt-get install libvips-tools)")
-    cmd = [vips, "tiffsave", str(source), str(path), "--tile", "--tile-width", "256",
-           "--tile-height", "256", "--pyramid", "--subifd", "--compression", "jpeg",
-           "--Q", str(quality), "--bigtiff", "--resunit", "cm",
-           "--xres", str(1e3 / PIXEL_SIZE_UM), "--yres", str(1e3 / PIXEL_SIZE_UM)]
+    cmd = [
+        vips,
+        "tiffsave",
+        str(source),
+        str(path),
+        "--tile",
+        "--tile-width",
+        "256",
+        "--tile-height",
+        "256",
+        "--pyramid",
+        "--subifd",
+        "--compression",
+        "jpeg",
+        "--Q",
+        str(quality),
+        "--bigtiff",
+        "--resunit",
+        "cm",
+        "--xres",
+        str(1e3 / PIXEL_SIZE_UM),
+        "--yres",
+        str(1e3 / PIXEL_SIZE_UM),
+    ]
     subprocess.run(cmd, check=True)
     version = subprocess.run([vips, "--version"], capture_output=True, text=True).stdout.strip()
     return {"command": " ".join(cmd[1:]), "writer": version}
@@ -177,12 +201,15 @@ def describe(path: Path) -> dict:
     with tifffile.TiffFile(path) as tif:
         page = tif.pages.first
         levels = [lv.shape for lv in tif.series[0].levels]
-        return {"file_mb": round(path.stat().st_size / 1e6, 1),
-                "levels_seen_by_tifffile": [list(s) for s in levels],
-                "tiled": bool(page.is_tiled),
-                "segment": [page.tilelength, page.tilewidth] if page.is_tiled
-                else [page.rowsperstrip, page.imagewidth],
-                "dtype": str(page.dtype)}
+        return {
+            "file_mb": round(path.stat().st_size / 1e6, 1),
+            "levels_seen_by_tifffile": [list(s) for s in levels],
+            "tiled": bool(page.is_tiled),
+            "segment": [page.tilelength, page.tilewidth]
+            if page.is_tiled
+            else [page.rowsperstrip, page.imagewidth],
+            "dtype": str(page.dtype),
+        }
 
 
 def main() -> int:
@@ -202,9 +229,13 @@ def main() -> int:
         "flat16k_u8_raw.tif": lambda p: write_flat(layout, p, 16000, np.uint8, None, 64),
         "flat16k_u16_lzw.tif": lambda p: write_flat(layout, p, 16000, np.uint16, "lzw", 32),
     }
-    report: dict = {"benchmark": "make_bench_files", "out": str(args.out),
-                    "tifffile": tifffile.__version__, "imagecodecs": imagecodecs.__version__,
-                    "files": {}}
+    report: dict = {
+        "benchmark": "make_bench_files",
+        "out": str(args.out),
+        "tifffile": tifffile.__version__,
+        "imagecodecs": imagecodecs.__version__,
+        "files": {},
+    }
     for name, job in jobs.items():
         if args.only and name not in args.only:
             continue

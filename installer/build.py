@@ -81,10 +81,22 @@ def render_icons(out: Path) -> dict[str, Path]:
 def run_pyinstaller(flavour: str, icon_dir: Path) -> Path:
     env = dict(os.environ, RCM_FLAVOUR=flavour, RCM_ICON_DIR=str(icon_dir))
     subprocess.run(
-        [sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
-         "--distpath", str(DIST / flavour), "--workpath", str(BUILD / flavour),
-         str(HERE / "rcm-viewer.spec")],
-        check=True, cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "PyInstaller",
+            "--noconfirm",
+            "--log-level",
+            "WARN",
+            "--distpath",
+            str(DIST / flavour),
+            "--workpath",
+            str(BUILD / flavour),
+            str(HERE / "rcm-viewer.spec"),
+        ],
+        check=True,
+        cwd=ROOT,
+        env=env,
     )
     app = DIST / flavour / ("rcm-viewer.app" if sys.platform == "darwin" else "rcm-viewer")
     if not app.exists():
@@ -100,20 +112,22 @@ def make_tarball(app: Path, flavour: str, ver: str) -> Path:
 
 
 def desktop_entry() -> str:
-    return "\n".join([
-        "[Desktop Entry]",
-        "Type=Application",
-        "Name=rcm-viewer",
-        "GenericName=RCM mosaic viewer",
-        "Comment=Reader-assist viewer for reflectance confocal microscopy skin mosaics",
-        "Exec=/usr/bin/rcm-viewer %f",
-        "Icon=rcm-viewer",
-        "Terminal=false",
-        "Categories=Graphics;Viewer;Science;MedicalSoftware;",
-        "MimeType=" + ";".join(MIME_TYPES) + ";",
-        "StartupWMClass=rcm-viewer",
-        "",
-    ])
+    return "\n".join(
+        [
+            "[Desktop Entry]",
+            "Type=Application",
+            "Name=rcm-viewer",
+            "GenericName=RCM mosaic viewer",
+            "Comment=Reader-assist viewer for reflectance confocal microscopy skin mosaics",
+            "Exec=/usr/bin/rcm-viewer %f",
+            "Icon=rcm-viewer",
+            "Terminal=false",
+            "Categories=Graphics;Viewer;Science;MedicalSoftware;",
+            "MimeType=" + ";".join(MIME_TYPES) + ";",
+            "StartupWMClass=rcm-viewer",
+            "",
+        ]
+    )
 
 
 def make_deb(app: Path, flavour: str, ver: str, icons: dict[str, Path]) -> Path:
@@ -140,64 +154,85 @@ def make_deb(app: Path, flavour: str, ver: str, icons: dict[str, Path]) -> Path:
     debian = stage / "DEBIAN"
     debian.mkdir()
     installed_kb = folder_bytes(stage) // 1024
-    (debian / "control").write_text("\n".join([
-        f"Package: {package}",
-        f"Version: {ver}",
-        "Section: science",
-        "Priority: optional",
-        "Architecture: amd64",
-        f"Depends: {DEB_DEPENDS}",
-        f"Conflicts: {other}",
-        f"Replaces: {other}",
-        f"Installed-Size: {installed_kb}",
-        "Maintainer: rcm-viewer developers <rcm-viewer@localhost>",
-        "Description: reader-assist viewer for reflectance confocal microscopy mosaics",
-        " Tiled viewer, structured RCM assessment form, case store and a demonstration",
-        " classifier. Not a diagnostic device.",
-        "",
-    ]), encoding="utf-8")
-    refresh = ("#!/bin/sh\nset -e\n"
-               "command -v update-desktop-database >/dev/null 2>&1 && "
-               "update-desktop-database -q /usr/share/applications || true\n"
-               "command -v gtk-update-icon-cache >/dev/null 2>&1 && "
-               "gtk-update-icon-cache -q -t /usr/share/icons/hicolor || true\n")
+    (debian / "control").write_text(
+        "\n".join(
+            [
+                f"Package: {package}",
+                f"Version: {ver}",
+                "Section: science",
+                "Priority: optional",
+                "Architecture: amd64",
+                f"Depends: {DEB_DEPENDS}",
+                f"Conflicts: {other}",
+                f"Replaces: {other}",
+                f"Installed-Size: {installed_kb}",
+                "Maintainer: rcm-viewer developers <rcm-viewer@localhost>",
+                "Description: reader-assist viewer for reflectance confocal microscopy mosaics",
+                " Tiled viewer, structured RCM assessment form, case store and a demonstration",
+                " classifier. Not a diagnostic device.",
+                "",
+            ]
+        ),
+        encoding="utf-8",
+    )
+    refresh = (
+        "#!/bin/sh\nset -e\n"
+        "command -v update-desktop-database >/dev/null 2>&1 && "
+        "update-desktop-database -q /usr/share/applications || true\n"
+        "command -v gtk-update-icon-cache >/dev/null 2>&1 && "
+        "gtk-update-icon-cache -q -t /usr/share/icons/hicolor || true\n"
+    )
     for script in ("postinst", "postrm"):
         (debian / script).write_text(refresh, encoding="utf-8")
         (debian / script).chmod(0o755)
     out = DIST / f"{package}_{ver}_amd64.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(stage),
-                    str(out)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(stage), str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     shutil.rmtree(stage, ignore_errors=True)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--flavour", choices=("small", "full"),
-                        default=os.environ.get("RCM_FLAVOUR", "small"))
-    parser.add_argument("--no-packages", action="store_true",
-                        help="only the one-folder app (no .tar.gz / .deb)")
+    parser.add_argument(
+        "--flavour", choices=("small", "full"), default=os.environ.get("RCM_FLAVOUR", "small")
+    )
+    parser.add_argument(
+        "--no-packages", action="store_true", help="only the one-folder app (no .tar.gz / .deb)"
+    )
     args = parser.parse_args(argv)
     ver = version()
     started = time.perf_counter()
     icons = render_icons(BUILD / "icons")
     app = run_pyinstaller(args.flavour, BUILD / "icons")
     info: dict[str, object] = {
-        "flavour": args.flavour, "version": ver, "platform": sys.platform,
-        "app": str(app), "pyinstaller_seconds": round(time.perf_counter() - started, 1),
+        "flavour": args.flavour,
+        "version": ver,
+        "platform": sys.platform,
+        "app": str(app),
+        "pyinstaller_seconds": round(time.perf_counter() - started, 1),
         "folder_bytes": folder_bytes(app),
         "folder_files": sum(1 for p in app.rglob("*") if p.is_file()),
     }
     if sys.platform.startswith("linux") and not args.no_packages:
         t0 = time.perf_counter()
         tarball = make_tarball(app, args.flavour, ver)
-        info |= {"tarball": str(tarball), "tarball_bytes": tarball.stat().st_size,
-                 "tarball_seconds": round(time.perf_counter() - t0, 1)}
+        info |= {
+            "tarball": str(tarball),
+            "tarball_bytes": tarball.stat().st_size,
+            "tarball_seconds": round(time.perf_counter() - t0, 1),
+        }
         if shutil.which("dpkg-deb"):
             t0 = time.perf_counter()
             deb = make_deb(app, args.flavour, ver, icons)
-            info |= {"deb": str(deb), "deb_bytes": deb.stat().st_size,
-                     "deb_seconds": round(time.perf_counter() - t0, 1)}
+            info |= {
+                "deb": str(deb),
+                "deb_bytes": deb.stat().st_size,
+                "deb_seconds": round(time.perf_counter() - t0, 1),
+            }
     info["total_seconds"] = round(time.perf_counter() - started, 1)
     (DIST / f"build-info-{args.flavour}.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info))

@@ -67,16 +67,33 @@ def _add_synth_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out_dir", type=Path, help="output folder (created if missing)")
     p.add_argument("--per-class", type=int, default=5, metavar="N", help="mosaics per class")
     p.add_argument("--size", type=int, default=2048, metavar="PX", help="side length in pixels")
-    p.add_argument("--height", type=int, default=None, metavar="PX",
-                   help="height in pixels when not square (default: --size)")
+    p.add_argument(
+        "--height",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="height in pixels when not square (default: --size)",
+    )
     p.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
-    p.add_argument("--pixel-size-um", type=float, default=None, metavar="F",
-                   help="µm per pixel, 0.5-1.0 (default: drawn per mosaic from 0.5-1.0)")
+    p.add_argument(
+        "--pixel-size-um",
+        type=float,
+        default=None,
+        metavar="F",
+        help="µm per pixel, 0.5-1.0 (default: drawn per mosaic from 0.5-1.0)",
+    )
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bits per pixel")
-    p.add_argument("--classes", default="melanoma,bcc,naevus",
-                   help="comma-separated subset of melanoma,bcc,naevus")
-    p.add_argument("--compression", choices=("zlib", "jpeg", "lzw", "zstd", "none"),
-                   default="zlib", help="TIFF compression (jpeg only with --bits 8)")
+    p.add_argument(
+        "--classes",
+        default="melanoma,bcc,naevus",
+        help="comma-separated subset of melanoma,bcc,naevus",
+    )
+    p.add_argument(
+        "--compression",
+        choices=("zlib", "jpeg", "lzw", "zstd", "none"),
+        default="zlib",
+        help="TIFF compression (jpeg only with --bits 8)",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-file progress lines")
     p.set_defaults(func=_cmd_synth)
 
@@ -135,8 +152,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         data = info.to_dict()
         data["planned_levels"] = [
-            {"width": lv.width, "height": lv.height, "downsample": lv.downsample,
-             "stored": lv.stored}
+            {
+                "width": lv.width,
+                "height": lv.height,
+                "downsample": lv.downsample,
+                "stored": lv.stored,
+            }
             for lv in planned
         ]
         print(json.dumps(data, indent=2))
@@ -196,35 +217,82 @@ def _add_classify_parser(sub: argparse._SubParsersAction) -> None:
             "at the end), 2 for bad usage. Reader-assist output, not a diagnosis."
         ),
     )
-    p.add_argument("mosaics", nargs="+", type=Path, metavar="PATH",
-                   help="mosaic file(s) and/or folder(s) of mosaics")
-    p.add_argument("--recursive", "-r", action="store_true",
-                   help="also look in the folders' subfolders")
-    p.add_argument("--include", action="append", default=[], metavar="GLOB",
-                   help="in folders, only files whose name (or path below the folder) "
-                        "matches GLOB; may be repeated")
-    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
-                   help="in folders, leave out files matching GLOB; may be repeated")
-    p.add_argument("--model", type=Path, default=None, metavar="DIR",
-                   help="model bundle folder (default: the bundled model)")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE",
-                   help="append rows to FILE.csv (with header), FILE.json (an array) or "
-                        "FILE.jsonl (one object per line) instead of a table on stdout")
-    p.add_argument("--heatmaps", type=Path, default=None, metavar="DIR",
-                   help="also write each heatmap to DIR: a PNG overlay on the overview and "
-                        "a float32 TIFF in mosaic coordinates")
-    p.add_argument("--resume", action="store_true",
-                   help="keep --out's rows and skip files whose content already has an ok "
-                        "row from the same model weights")
-    p.add_argument("--shard", default=None, metavar="I/N",
-                   help="take only every N-th file of the sorted list, starting with the "
-                        "I-th (1-based): N machines share a folder, outputs concatenate")
+    p.add_argument(
+        "mosaics",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="mosaic file(s) and/or folder(s) of mosaics",
+    )
+    p.add_argument(
+        "--recursive", "-r", action="store_true", help="also look in the folders' subfolders"
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="in folders, only files whose name (or path below the folder) "
+        "matches GLOB; may be repeated",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="in folders, leave out files matching GLOB; may be repeated",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="model bundle folder (default: the bundled model)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="append rows to FILE.csv (with header), FILE.json (an array) or "
+        "FILE.jsonl (one object per line) instead of a table on stdout",
+    )
+    p.add_argument(
+        "--heatmaps",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write each heatmap to DIR: a PNG overlay on the overview and "
+        "a float32 TIFF in mosaic coordinates",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep --out's rows and skip files whose content already has an ok "
+        "row from the same model weights",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="take only every N-th file of the sorted list, starting with the "
+        "I-th (1-based): N machines share a folder, outputs concatenate",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr")
-    p.add_argument("--pixel-size-um", type=float, default=None, metavar="F",
-                   help="µm per pixel of every mosaic (needed when a file does not record "
-                        "it; overrides what the files say)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where the network runs (default: cuda when available)")
+    p.add_argument(
+        "--pixel-size-um",
+        type=float,
+        default=None,
+        metavar="F",
+        help="µm per pixel of every mosaic (needed when a file does not record "
+        "it; overrides what the files say)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the network runs (default: cuda when available)",
+    )
     from rcm_viewer.inference.backends import add_backend_option
 
     add_backend_option(p)
@@ -296,23 +364,37 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     if args.pixel_size_um is not None and not (
         MIN_PIXEL_SIZE_UM <= args.pixel_size_um <= MAX_PIXEL_SIZE_UM
     ):
-        raise RcmError(f"--pixel-size-um {args.pixel_size_um:g} is not plausible for a "
-                       f"confocal mosaic ({MIN_PIXEL_SIZE_UM:g}-{MAX_PIXEL_SIZE_UM:g} µm/px)")
+        raise RcmError(
+            f"--pixel-size-um {args.pixel_size_um:g} is not plausible for a "
+            f"confocal mosaic ({MIN_PIXEL_SIZE_UM:g}-{MAX_PIXEL_SIZE_UM:g} µm/px)"
+        )
     bundle = load_bundle(args.model if args.model is not None else default_bundle_dir())
     manifest = bundle.manifest
     if manifest.synthetic:
-        print(f"rcm-viewer: note: {manifest.display_name}: a demonstration model; its "
-              "probabilities say nothing about real lesions", file=sys.stderr)
+        print(
+            f"rcm-viewer: note: {manifest.display_name}: a demonstration model; its "
+            "probabilities say nothing about real lesions",
+            file=sys.stderr,
+        )
     if not bundle.verified:
         why = bundle.trust.removeprefix("unverified: ")
-        print(f"rcm-viewer: note: {manifest.display_name}: unverified model ({why}): no "
-              "trusted key signed it, so its origin cannot be checked", file=sys.stderr)
+        print(
+            f"rcm-viewer: note: {manifest.display_name}: unverified model ({why}): no "
+            "trusted key signed it, so its origin cannot be checked",
+            file=sys.stderr,
+        )
     writer = None
     if args.out is not None:
-        writer = RowWriter(args.out, manifest.class_ids, weights_sha256=manifest.weights_sha256,
-                           resume=args.resume)
-    scan = FileScan(args.mosaics, recursive=args.recursive, include=args.include,
-                    exclude=args.exclude, shard=shard)
+        writer = RowWriter(
+            args.out, manifest.class_ids, weights_sha256=manifest.weights_sha256, resume=args.resume
+        )
+    scan = FileScan(
+        args.mosaics,
+        recursive=args.recursive,
+        include=args.include,
+        exclude=args.exclude,
+        shard=shard,
+    )
     progress = _ClassifyProgress(scan, args.quiet)
     table_rows = []
     failed: list[tuple[Path, str]] = []
@@ -320,10 +402,16 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     backend = ""
     skip = writer.done.__contains__ if writer is not None and args.resume else None
     try:
-        for row in classify_paths(scan, bundle, pixel_size_um=args.pixel_size_um,
-                                  device=args.device, backend=args.backend,
-                                  on_file=progress.line,
-                                  skip_sha256=skip, heatmaps_dir=args.heatmaps):
+        for row in classify_paths(
+            scan,
+            bundle,
+            pixel_size_um=args.pixel_size_um,
+            device=args.device,
+            backend=args.backend,
+            on_file=progress.line,
+            skip_sha256=skip,
+            heatmaps_dir=args.heatmaps,
+        ):
             progress.done += 1
             if row.skipped:
                 n_skipped += 1
@@ -345,20 +433,28 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     if writer is None:
         print(format_table(table_rows, manifest.class_ids))
     else:
-        print(f"wrote {printable(str(args.out))} ({n_rows} mosaic(s), "
-              f"{n_rows - len(failed)} classified"
-              + (f", {n_skipped} already there" if n_skipped else "") + ")")
+        print(
+            f"wrote {printable(str(args.out))} ({n_rows} mosaic(s), "
+            f"{n_rows - len(failed)} classified"
+            + (f", {n_skipped} already there" if n_skipped else "")
+            + ")"
+        )
     if scan.ignored and not args.quiet:
-        print(f"rcm-viewer: note: {scan.ignored} file(s) in the folder(s) are not mosaic "
-              "images by their name and were left out", file=sys.stderr)
+        print(
+            f"rcm-viewer: note: {scan.ignored} file(s) in the folder(s) are not mosaic "
+            "images by their name and were left out",
+            file=sys.stderr,
+        )
     if n_rows == 0 and n_skipped == 0:
         print("rcm-viewer: note: no mosaic files found", file=sys.stderr)
     for path, status in failed:
         said = status if printable(path.name) in status else f"{printable(str(path))}: {status}"
         print(f"rcm-viewer: error: {said}", file=sys.stderr)
     if failed:
-        print(f"rcm-viewer: {len(failed)} of {n_rows} file(s) could not be classified",
-              file=sys.stderr)
+        print(
+            f"rcm-viewer: {len(failed)} of {n_rows} file(s) could not be classified",
+            file=sys.stderr,
+        )
         return EXIT_SOME_FAILED
     return EXIT_OK
 
@@ -431,18 +527,41 @@ def _add_report_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("case", metavar="CASE_ID_OR_MOSAIC", help="case id, or the mosaic file")
-    p.add_argument("--out", type=Path, required=True, metavar="REPORT.pdf",
-                   help="PDF file to write (replaced atomically)")
-    p.add_argument("--json", type=Path, default=None, metavar="REPORT.json",
-                   help="also write the report's content as JSON (with a schema_version)")
-    p.add_argument("--anonymise", "--anonymize", action="store_true",
-                   help="leave out the patient pseudonym, the mosaic file name and all dates")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="REPORT.pdf",
+        help="PDF file to write (replaced atomically)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="REPORT.json",
+        help="also write the report's content as JSON (with a schema_version)",
+    )
+    p.add_argument(
+        "--anonymise",
+        "--anonymize",
+        action="store_true",
+        help="leave out the patient pseudonym, the mosaic file name and all dates",
+    )
     p.add_argument("--no-heatmap", action="store_true", help="leave out the heatmap image")
     p.add_argument("--paper", choices=("a4", "letter"), default="a4", help="paper size")
-    p.add_argument("--institution", default="", metavar="TEXT",
-                   help="institution line at the top (the window uses its setting)")
-    p.add_argument("--db", type=Path, default=None, metavar="FILE",
-                   help="case store file (default: the user's case store)")
+    p.add_argument(
+        "--institution",
+        default="",
+        metavar="TEXT",
+        help="institution line at the top (the window uses its setting)",
+    )
+    p.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="case store file (default: the user's case store)",
+    )
     p.set_defaults(func=_cmd_report)
 
 
@@ -456,24 +575,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ReportError(f"{args.out.name}: --out must end in .pdf")
     if args.json is not None and args.json.suffix.lower() != ".json":
         raise ReportError(f"{args.json.name}: --json must end in .json")
-    options = ReportOptions(institution=args.institution, anonymise=args.anonymise,
-                            heatmap=not args.no_heatmap, paper=args.paper)
+    options = ReportOptions(
+        institution=args.institution,
+        anonymise=args.anonymise,
+        heatmap=not args.no_heatmap,
+        paper=args.paper,
+    )
     given = Path(args.case).expanduser()
     with CaseStore(args.db) as store:
         mosaic_path = None
         if given.is_file():
             cases = store.find_by_mosaic_sha256(file_sha256(given))
             if not cases:
-                raise ReportError(f"{given.name}: no case in the case store was made from "
-                                  "this mosaic (open it in the viewer first)")
+                raise ReportError(
+                    f"{given.name}: no case in the case store was made from "
+                    "this mosaic (open it in the viewer first)"
+                )
             case_id = max(cases, key=lambda c: c.updated_at).case_id
             mosaic_path = given.resolve()
         elif "/" in args.case or given.suffix:
             raise ReportError(f"{args.case}: no such mosaic file")
         else:
             case_id = args.case
-        report = export_report(store, case_id, args.out, args.json, options,
-                               mosaic_path=mosaic_path)
+        report = export_report(
+            store, case_id, args.out, args.json, options, mosaic_path=mosaic_path
+        )
     if report is None:  # pragma: no cover - the command line never cancels
         return EXIT_BAD_INPUT
     if report.image_note:
@@ -519,9 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rcm-viewer {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr too")
-    parser.add_argument("--self-test", action="store_true",
-                        help="check this installation (model seals, demo mosaic, classifier, "
-                             "window, report), print one line, exit 0 or 1")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check this installation (model seals, demo mosaic, classifier, "
+        "window, report), print one line, exit 0 or 1",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _PARSER_BUILDERS:
         add(sub)
@@ -563,6 +692,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # last resort: one line for the user, traceback in the log
         log.exception("unexpected error in %s", args.command)
-        print(f"rcm-viewer: internal error: {type(exc).__name__}: {exc} (details in the log)",
-              file=sys.stderr)
+        print(
+            f"rcm-viewer: internal error: {type(exc).__name__}: {exc} (details in the log)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL

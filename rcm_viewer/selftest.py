@@ -119,8 +119,9 @@ def _classify(ctx: _Context) -> str:
         raise SkipStep("needs the seals and open steps")
     backend = _backend_available()
     if backend is None:
-        raise RuntimeError("no inference backend in this build (neither torch nor the fast "
-                           "CPU runtime, openvino)")
+        raise RuntimeError(
+            "no inference backend in this build (neither torch nor the fast CPU runtime, openvino)"
+        )
     from rcm_viewer.inference import classify_mosaic
     from rcm_viewer.mosaic import open_mosaic
 
@@ -133,8 +134,11 @@ def _classify(ctx: _Context) -> str:
 
 
 def _render_window(ctx: _Context) -> str:
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") \
-            and sys.platform.startswith("linux"):
+    if (
+        not os.environ.get("DISPLAY")
+        and not os.environ.get("WAYLAND_DISPLAY")
+        and sys.platform.startswith("linux")
+    ):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QElapsedTimer
     from PySide6.QtWidgets import QApplication
@@ -180,18 +184,31 @@ def _write_report(ctx: _Context) -> str:
     out_dir = ctx.tmp / "report"
     out_dir.mkdir()
     offer = {
-        "prediction": ctx.prediction, "bundle": ctx.bundle, "mosaic_path": ctx.demo_path,
-        "path": ctx.demo_path, "source": ctx.demo_path, "out_dir": out_dir,
-        "folder": out_dir, "directory": out_dir, "out": out_dir / "self-test-report.pdf",
+        "prediction": ctx.prediction,
+        "bundle": ctx.bundle,
+        "mosaic_path": ctx.demo_path,
+        "path": ctx.demo_path,
+        "source": ctx.demo_path,
+        "out_dir": out_dir,
+        "folder": out_dir,
+        "directory": out_dir,
+        "out": out_dir / "self-test-report.pdf",
         "out_path": out_dir / "self-test-report.pdf",
     }
     params = inspect.signature(export_report).parameters
     kwargs = {k: v for k, v in offer.items() if k in params}
-    missing = [k for k, p in params.items() if p.default is p.empty and k not in kwargs
-               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    missing = [
+        k
+        for k, p in params.items()
+        if p.default is p.empty
+        and k not in kwargs
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     if missing:
-        raise RuntimeError(f"export_report needs {', '.join(missing)}, which the self-test "
-                           "does not know how to provide (update rcm_viewer/selftest.py)")
+        raise RuntimeError(
+            f"export_report needs {', '.join(missing)}, which the self-test "
+            "does not know how to provide (update rcm_viewer/selftest.py)"
+        )
     result = export_report(**kwargs)
     written = [p for p in out_dir.rglob("*") if p.is_file() and p.stat().st_size > 0]
     if isinstance(result, (str, os.PathLike)) and Path(result).is_file():
@@ -210,8 +227,9 @@ STEPS: list[tuple[str, Callable[[_Context], str]]] = [
 ]
 
 
-def run_self_test(steps: list[tuple[str, Callable[[_Context], str]]] | None = None
-                  ) -> tuple[int, str, list[StepResult]]:
+def run_self_test(
+    steps: list[tuple[str, Callable[[_Context], str]]] | None = None,
+) -> tuple[int, str, list[StepResult]]:
     """Run the steps; return (exit code, summary line, per-step results)."""
     started = time.perf_counter()
     results: list[StepResult] = []
@@ -230,8 +248,9 @@ def run_self_test(steps: list[tuple[str, Callable[[_Context], str]]] | None = No
     total = time.perf_counter() - started
     failed = [r for r in results if r.status == "failed"]
     verdict = "FAILED" if failed else "OK"
-    line = (f"rcm-viewer self-test {verdict} in {total:.1f}s: "
-            + "; ".join(r.summary() for r in results))
+    line = f"rcm-viewer self-test {verdict} in {total:.1f}s: " + "; ".join(
+        r.summary() for r in results
+    )
     return (1 if failed else 0), line, results
 
 

@@ -31,5 +31,6 @@ def tiny_trained_bundle(tmp_path_factory: pytest.TempPathFactory):
 
     os.environ["RCM_VIEWER_TORCH_THREADS"] = "1"
     torch.set_num_threads(1)
-    return kit.train_tiny_bundle(tmp_path_factory.mktemp("bundles") / "trained",
-                                 kit.render_sources())
+    return kit.train_tiny_bundle(
+        tmp_path_factory.mktemp("bundles") / "trained", kit.render_sources()
+    )

@@ -16,7 +16,11 @@ def run_cli(*args: str, env_extra: dict[str, str] | None = None, timeout: float 
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "rcm_viewer", *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO_DIR,
     )
 
 

@@ -21,7 +21,10 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 def _lint(root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"],
-        cwd=root, capture_output=True, text=True, timeout=300,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
     )
 
@@ -33,8 +36,11 @@ def test_the_real_tree_keeps_every_contract() -> None:
 
 
 def test_a_deliberate_violation_breaks_the_check(tmp_path: Path) -> None:
-    shutil.copytree(REPO / "rcm_viewer", tmp_path / "rcm_viewer",
-                    ignore=shutil.ignore_patterns("__pycache__", "models", "*.pt", "*.onnx"))
+    shutil.copytree(
+        REPO / "rcm_viewer",
+        tmp_path / "rcm_viewer",
+        ignore=shutil.ignore_patterns("__pycache__", "models", "*.pt", "*.onnx"),
+    )
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     sniff = tmp_path / "rcm_viewer" / "mosaic" / "sniff.py"
     sniff.write_text(sniff.read_text() + "\nfrom rcm_viewer.cases import store  # noqa\n")

@@ -129,11 +129,14 @@ def ensure_protection(conn: sqlite3.Connection) -> list[str]:
             "SELECT value FROM integrity_meta WHERE key = 'legacy_audit_chained'"
         ).fetchone()
         if sealed is None:
-            _chain_rows(conn, conn.execute(
-                "SELECT entry_id, at, user_name, case_id, field, old_value, new_value "
-                "FROM audit WHERE entry_id NOT IN (SELECT entry_id FROM audit_chain) "
-                "ORDER BY entry_id"
-            ).fetchall())
+            _chain_rows(
+                conn,
+                conn.execute(
+                    "SELECT entry_id, at, user_name, case_id, field, old_value, new_value "
+                    "FROM audit WHERE entry_id NOT IN (SELECT entry_id FROM audit_chain) "
+                    "ORDER BY entry_id"
+                ).fetchall(),
+            )
             conn.execute(
                 "INSERT INTO integrity_meta (key, value) VALUES ('legacy_audit_chained', '1')"
             )
@@ -155,9 +158,7 @@ def row_hash(previous: str, row: Iterable[object]) -> str:
 
 
 def _last_hash(conn: sqlite3.Connection) -> str:
-    row = conn.execute(
-        "SELECT row_hash FROM audit_chain ORDER BY entry_id DESC LIMIT 1"
-    ).fetchone()
+    row = conn.execute("SELECT row_hash FROM audit_chain ORDER BY entry_id DESC LIMIT 1").fetchone()
     return str(row[0]) if row else GENESIS_HASH
 
 
@@ -202,8 +203,9 @@ def verify_audit_chain(conn: sqlite3.Connection, *, max_problems: int = 5) -> li
         else:
             expected = row_hash(previous, row[:7])
             if expected != stored:
-                problems.append(f"audit entry {entry_id} (case {row[3]}) was changed after it "
-                                "was written")
+                problems.append(
+                    f"audit entry {entry_id} (case {row[3]}) was changed after it was written"
+                )
             previous = stored
         if len(problems) >= max_problems:
             break
@@ -229,7 +231,8 @@ def missing_triggers(conn: sqlite3.Connection) -> list[str]:
         for row in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
     }
     return [
-        name for name, sql in PROTECTIVE_TRIGGERS
+        name
+        for name, sql in PROTECTIVE_TRIGGERS
         if name not in present or _normalise_sql(present[name]) != _normalise_sql(sql)
     ]
 
@@ -277,7 +280,7 @@ def write_backup(conn: sqlite3.Connection, db_path: Path, *, keep: int) -> Path:
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    for old in list_backups(db_path)[max(1, keep):]:
+    for old in list_backups(db_path)[max(1, keep) :]:
         old.unlink(missing_ok=True)
     return target
 

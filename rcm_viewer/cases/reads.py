@@ -1,4 +1,4 @@
-""""My reads": a reader's diagnoses and the model's, checked against histology.
+""" "My reads": a reader's diagnoses and the model's, checked against histology.
 
 Why this exists: the pathology report arrives days after the read. Putting the
 reader's unaided call, their call after the AI was revealed and the model's top
@@ -106,8 +106,9 @@ class ReadRow:
     ai_result_stored: bool
 
     def call(self, reader: str) -> str | None:
-        return {"unaided": self.unaided, "after_reveal": self.after_reveal,
-                "model": self.model}[reader]
+        return {"unaided": self.unaided, "after_reveal": self.after_reveal, "model": self.model}[
+            reader
+        ]
 
     @property
     def reveal_effect(self) -> str | None:
@@ -142,8 +143,10 @@ class Proportion:
         if not self.n:
             return "-"
         low, high = self.ci95
-        return (f"{self.value * 100:.0f} % ({self.successes}/{self.n}; "
-                f"{low * 100:.0f}-{high * 100:.0f} %)")
+        return (
+            f"{self.value * 100:.0f} % ({self.successes}/{self.n}; "
+            f"{low * 100:.0f}-{high * 100:.0f} %)"
+        )
 
 
 @dataclass(frozen=True)
@@ -279,18 +282,20 @@ def rows_csv(rows: Sequence[ReadRow]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        writer.writerow([
-            row.case_id,
-            row.patient_pseudonym,
-            row.reader_mode,
-            row.histology,
-            row.histology_date.isoformat() if row.histology_date else "",
-            row.report_number or "",
-            row.unaided or "",
-            row.after_reveal or "",
-            row.model or "",
-            row.reveal_effect or "",
-        ])
+        writer.writerow(
+            [
+                row.case_id,
+                row.patient_pseudonym,
+                row.reader_mode,
+                row.histology,
+                row.histology_date.isoformat() if row.histology_date else "",
+                row.report_number or "",
+                row.unaided or "",
+                row.after_reveal or "",
+                row.model or "",
+                row.reveal_effect or "",
+            ]
+        )
     return out.getvalue()
 
 
@@ -301,16 +306,33 @@ def summary_csv(summary: ReadsSummary) -> str:
     writer.writerow(SUMMARY_COLUMNS)
     for item in summary.accuracies:
         sens, spec = item.sensitivity, item.specificity
-        writer.writerow([
-            item.target, item.reader, item.tp, item.fn, item.tn, item.fp,
-            _number(sens.value), *(_number(v) for v in sens.ci95),
-            _number(spec.value), *(_number(v) for v in spec.ci95),
-        ])
+        writer.writerow(
+            [
+                item.target,
+                item.reader,
+                item.tp,
+                item.fn,
+                item.tn,
+                item.fp,
+                _number(sens.value),
+                *(_number(v) for v in sens.ci95),
+                _number(spec.value),
+                *(_number(v) for v in spec.ci95),
+            ]
+        )
     reveal = summary.reveal
     writer.writerow([])
     writer.writerow(["reveal", "compared", "unchanged", "better", "worse", "changed_both_wrong"])
-    writer.writerow(["reveal", reveal.compared, reveal.unchanged, reveal.better, reveal.worse,
-                     reveal.changed_both_wrong])
+    writer.writerow(
+        [
+            "reveal",
+            reveal.compared,
+            reveal.unchanged,
+            reveal.better,
+            reveal.worse,
+            reveal.changed_both_wrong,
+        ]
+    )
     return out.getvalue()
 
 

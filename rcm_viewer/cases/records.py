@@ -340,8 +340,9 @@ class AIResult:
     in_distribution: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.ood_score is not None and not (math.isfinite(self.ood_score)
-                                               and self.ood_score >= 0):
+        if self.ood_score is not None and not (
+            math.isfinite(self.ood_score) and self.ood_score >= 0
+        ):
             raise CaseStoreError(f"AI OOD score {self.ood_score} must be a finite number >= 0")
         object.__setattr__(self, "class_ids", tuple(self.class_ids))
         object.__setattr__(self, "probabilities", tuple(float(p) for p in self.probabilities))

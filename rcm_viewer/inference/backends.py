@@ -118,8 +118,7 @@ def resolve_backend(name: str, device: str = "cpu", bundle: ModelBundle | None =
     installed = available_backends()
     has_export = bundle is None or bool(bundle.manifest.onnx_file)
     if name == "auto":
-        if device == "cpu" and "openvino" in installed and (has_export or "torch" not in
-                                                           installed):
+        if device == "cpu" and "openvino" in installed and (has_export or "torch" not in installed):
             return "openvino"
         if "torch" in installed:
             return "torch"
@@ -140,10 +139,12 @@ def resolve_backend(name: str, device: str = "cpu", bundle: ModelBundle | None =
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
     """``--backend`` for the commands that classify (classify, evaluate)."""
     parser.add_argument(
-        "--backend", choices=BACKEND_CHOICES, default="auto",
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
         help="inference runtime: auto (the fastest installed: openvino on the CPU when the "
-             "model has an ONNX export, torch on CUDA), torch (channels_last, bfloat16 where "
-             "the CPU has it), torch-fp32 (the reference) or openvino",
+        "model has an ONNX export, torch on CUDA), torch (channels_last, bfloat16 where "
+        "the CPU has it), torch-fp32 (the reference) or openvino",
     )
 
 
@@ -151,8 +152,9 @@ _cache_lock = threading.Lock()
 _backend_cache: dict[tuple[ModelBundle, str, str, int], Backend] = {}
 
 
-def load_backend(bundle: ModelBundle, name: str = "auto", device: str = "auto", *,
-                 batch_size: int = 16) -> Backend:
+def load_backend(
+    bundle: ModelBundle, name: str = "auto", device: str = "auto", *, batch_size: int = 16
+) -> Backend:
     """The ready-to-run backend for ``bundle`` (cached: one per backend name).
 
     ``batch_size`` is the batch the engine sends (OpenVINO compiles for that shape; a
@@ -228,8 +230,9 @@ class TorchBackend:
         on_cpu = self._device.type == "cpu"
         self.channels_last = fast and on_cpu
         self.bfloat16 = fast and on_cpu and cpu_has_native_bfloat16()
-        network = load_network(bundle, self._device,
-                               purpose="classify-fast" if self.channels_last else "classify")
+        network = load_network(
+            bundle, self._device, purpose="classify-fast" if self.channels_last else "classify"
+        )
         if self.channels_last:
             network = network.to(memory_format=torch.channels_last)
         self.network = network
@@ -246,11 +249,12 @@ class TorchBackend:
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self._device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                                    enabled=self.bfloat16):
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16),
+        ):
             logits, features = forward_features(self.network, x)
-        return (logits.float().cpu().numpy(),
-                features.float().contiguous().cpu().numpy())
+        return (logits.float().cpu().numpy(), features.float().contiguous().cpu().numpy())
 
 
 # ----------------------------------------------------------------------------- openvino
@@ -300,9 +304,14 @@ class OpenVinoBackend:
         tile = bundle.manifest.tile_px
         self.batch_size = batch_size
         model.reshape({model.inputs[0]: [batch_size, 3, tile, tile]})
-        self._compiled = core.compile_model(model, "CPU", {
-            "INFERENCE_NUM_THREADS": cpu_threads(), "PERFORMANCE_HINT": "LATENCY",
-        })
+        self._compiled = core.compile_model(
+            model,
+            "CPU",
+            {
+                "INFERENCE_NUM_THREADS": cpu_threads(),
+                "PERFORMANCE_HINT": "LATENCY",
+            },
+        )
         self._request = self._compiled.create_infer_request()
         self._outputs = (self._compiled.output("logits"), self._compiled.output("features"))
         precision = core.get_property("CPU", "INFERENCE_PRECISION_HINT")
@@ -317,10 +326,8 @@ class OpenVinoBackend:
                 [batch, np.zeros((self.batch_size - n, *batch.shape[1:]), np.float32)]
             )
         if n > self.batch_size:
-            parts = [self.run(batch[i : i + self.batch_size])
-                     for i in range(0, n, self.batch_size)]
-            return (np.concatenate([p[0] for p in parts]),
-                    np.concatenate([p[1] for p in parts]))
+            parts = [self.run(batch[i : i + self.batch_size]) for i in range(0, n, self.batch_size)]
+            return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         result = self._request.infer({0: batch})
         logits, features = (result[output] for output in self._outputs)
         return np.array(logits[:n], dtype=np.float32), np.array(features[:n], dtype=np.float32)

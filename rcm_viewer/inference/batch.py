@@ -101,8 +101,10 @@ def one_line_reason(text: str, limit: int = 300) -> str:
     text = str(text)
     if "Weights only load failed" in text:
         head = text.split("Weights only load failed")[0].rstrip(" (")
-        return (f"{head}: it holds Python objects, not only tensors, and was refused "
-                "unread (never load weights from an untrusted source)")[:limit]
+        return (
+            f"{head}: it holds Python objects, not only tensors, and was refused "
+            "unread (never load weights from an untrusted source)"
+        )[:limit]
     first = text.strip().splitlines()[0] if text.strip() else text
     first = " ".join(first.split())
     return first if len(first) <= limit else first[: limit - 3] + "..."
@@ -134,9 +136,15 @@ class FileScan:
     folder entries that are not mosaic names.
     """
 
-    def __init__(self, paths: Iterable[str | os.PathLike[str]], *, recursive: bool = False,
-                 include: Sequence[str] = (), exclude: Sequence[str] = (),
-                 shard: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        recursive: bool = False,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        shard: tuple[int, int] | None = None,
+    ) -> None:
         self.roots = [Path(p) for p in paths]
         self.recursive = recursive
         self.include = tuple(include)
@@ -148,8 +156,7 @@ class FileScan:
 
     def _wanted(self, relative: str, name: str) -> bool:
         def hit(patterns: tuple[str, ...]) -> bool:
-            return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(relative, p)
-                       for p in patterns)
+            return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(relative, p) for p in patterns)
 
         if self.include and not hit(self.include):
             return False
@@ -182,8 +189,7 @@ class FileScan:
     def _all(self, count_ignored: bool) -> Iterator[Path]:
         seen: set[str] = set()
         for root in self.roots:
-            found = (self._walk_folder(root, root, count_ignored) if root.is_dir()
-                     else iter([root]))
+            found = self._walk_folder(root, root, count_ignored) if root.is_dir() else iter([root])
             for path in found:
                 key = os.path.abspath(path)
                 if key in seen:  # a file named twice (or inside a named folder) runs once
@@ -256,30 +262,52 @@ class ClassificationRow:
     def record(self) -> dict[str, Any]:
         """The flat form written to JSON/CSV: one ``p_<class id>`` column per class."""
         data: dict[str, Any] = {
-            "path": str(self.path), "sha256": self.sha256, "status": self.status,
-            "width": self.width, "height": self.height,
-            "pixel_size_um": None if self.pixel_size_um is None else round(
-                self.pixel_size_um, 6),
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "status": self.status,
+            "width": self.width,
+            "height": self.height,
+            "pixel_size_um": None if self.pixel_size_um is None else round(self.pixel_size_um, 6),
             "pixel_size_source": self.pixel_size_source,
-            "model": self.model_name, "model_version": self.model_version,
-            "weights_sha256": self.weights_sha256, "model_trust": self.model_trust,
+            "model": self.model_name,
+            "model_version": self.model_version,
+            "weights_sha256": self.weights_sha256,
+            "model_trust": self.model_trust,
         }
         for index, class_id in enumerate(self.class_ids):
             data[f"p_{class_id}"] = (
                 None if self.probabilities is None else round(self.probabilities[index], 6)
             )
-        data.update(top_class=self.top_class,
-                    ood_score=None if self.ood_score is None else round(self.ood_score, 4),
-                    in_distribution=self.in_distribution, seconds=round(self.seconds, 3),
-                    backend=self.backend)
+        data.update(
+            top_class=self.top_class,
+            ood_score=None if self.ood_score is None else round(self.ood_score, 4),
+            in_distribution=self.in_distribution,
+            seconds=round(self.seconds, 3),
+            backend=self.backend,
+        )
         return {column: data[column] for column in row_columns(self.class_ids)}  # CSV order
 
 
 def row_columns(class_ids: Sequence[str]) -> list[str]:
-    return ["path", "sha256", "status", "width", "height", "pixel_size_um",
-            "pixel_size_source", "model", "model_version", "weights_sha256", "model_trust",
-            *(f"p_{c}" for c in class_ids), "top_class", "ood_score", "in_distribution",
-            "seconds", "backend"]
+    return [
+        "path",
+        "sha256",
+        "status",
+        "width",
+        "height",
+        "pixel_size_um",
+        "pixel_size_source",
+        "model",
+        "model_version",
+        "weights_sha256",
+        "model_trust",
+        *(f"p_{c}" for c in class_ids),
+        "top_class",
+        "ood_score",
+        "in_distribution",
+        "seconds",
+        "backend",
+    ]
 
 
 def content_sha256(path: Path, chunk_bytes: int = 4 << 20) -> str:
@@ -356,9 +384,13 @@ def classify_paths(
             return len(paths)
         return getattr(paths, "total", None) or 0
 
-    common = {"class_ids": manifest.class_ids, "model_name": manifest.name,
-              "model_version": manifest.version, "weights_sha256": manifest.weights_sha256,
-              "model_trust": bundle.trust}
+    common = {
+        "class_ids": manifest.class_ids,
+        "model_name": manifest.name,
+        "model_version": manifest.version,
+        "weights_sha256": manifest.weights_sha256,
+        "model_trust": bundle.trust,
+    }
     for index, raw in enumerate(paths):
         path = Path(raw)
         started = time.perf_counter()
@@ -366,9 +398,16 @@ def classify_paths(
             on_file(index, path)
         sha256 = content_sha256(path)
         if sha256 and skip_sha256 is not None and skip_sha256(sha256):
-            yield ClassificationRow(path=path, status=STATUS_SKIPPED, probabilities=None,
-                                    top_class=None, seconds=0.0, sha256=sha256,
-                                    skipped=True, **common)
+            yield ClassificationRow(
+                path=path,
+                status=STATUS_SKIPPED,
+                probabilities=None,
+                top_class=None,
+                seconds=0.0,
+                sha256=sha256,
+                skipped=True,
+                **common,
+            )
             continue
 
         def tile_progress(done: int, total: int, index: int = index) -> None:
@@ -387,8 +426,13 @@ def classify_paths(
                 if pixel_size_um is not None:
                     used_um, source = float(pixel_size_um), PIXEL_SIZE_GIVEN
                 prediction = classify_mosaic(
-                    mosaic, bundle, pixel_size_um=pixel_size_um, progress=tile_progress,
-                    cancel=cancel, device=runner.device, batch_size=batch_size,
+                    mosaic,
+                    bundle,
+                    pixel_size_um=pixel_size_um,
+                    progress=tile_progress,
+                    cancel=cancel,
+                    device=runner.device,
+                    batch_size=batch_size,
                     backend=runner.name,
                 )
                 used_um = prediction.pixel_size_um or used_um
@@ -398,8 +442,8 @@ def classify_paths(
                         write_heatmap_files(mosaic, prediction, heat_dir, path, sha256)
                     except (OSError, ValueError, RcmError) as exc:
                         status = one_line_reason(
-                            f"{path.name}: classified, but its heatmap could not be written "
-                            f"({exc})")
+                            f"{path.name}: classified, but its heatmap could not be written ({exc})"
+                        )
                         prediction = None
         except (ClassificationCancelled, ModelBundleError):
             raise
@@ -441,8 +485,14 @@ def heatmap_file_stem(path: Path, sha256: str) -> str:
     return f"{stem}-{sha256[:8]}" if sha256 else stem
 
 
-def write_heatmap_files(mosaic: Any, prediction: Prediction, directory: Path, path: Path,
-                        sha256: str, overview_px: int = 1024) -> tuple[Path, Path]:
+def write_heatmap_files(
+    mosaic: Any,
+    prediction: Prediction,
+    directory: Path,
+    path: Path,
+    sha256: str,
+    overview_px: int = 1024,
+) -> tuple[Path, Path]:
     """Write ``<stem>.heatmap.png`` (top class over the overview) and ``<stem>.heatmap.tif``.
 
     The TIFF holds every class's map as float32 planes ``(classes, rows, columns)`` in
@@ -464,20 +514,31 @@ def write_heatmap_files(mosaic: Any, prediction: Prediction, directory: Path, pa
     tif_path = directory / f"{stem}.heatmap.tif"
     png_path = directory / f"{stem}.heatmap.png"
     cell = float(prediction.heatmap_cell_px)
-    description = json.dumps({
-        "class_ids": list(prediction.class_ids), "heatmap_cell_px": cell,
-        "mosaic_size": list(prediction.mosaic_size), "origin": "mosaic top-left",
-        "model": prediction.model_name, "model_version": prediction.model_version,
-        "mosaic_sha256": sha256,
-    })
+    description = json.dumps(
+        {
+            "class_ids": list(prediction.class_ids),
+            "heatmap_cell_px": cell,
+            "mosaic_size": list(prediction.mosaic_size),
+            "origin": "mosaic top-left",
+            "model": prediction.model_name,
+            "model_version": prediction.model_version,
+            "mosaic_sha256": sha256,
+        }
+    )
     extra: dict[str, Any] = {}
     if prediction.pixel_size_um:
         per_cm = 1e4 / (prediction.pixel_size_um * cell)
         extra = {"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"}
     buffer = io.BytesIO()
-    tifffile.imwrite(buffer, np.ascontiguousarray(heatmap, dtype=np.float32),
-                     photometric="minisblack", planarconfig="separate",
-                     description=description, metadata=None, **extra)
+    tifffile.imwrite(
+        buffer,
+        np.ascontiguousarray(heatmap, dtype=np.float32),
+        photometric="minisblack",
+        planarconfig="separate",
+        description=description,
+        metadata=None,
+        **extra,
+    )
     atomic_write(tif_path, buffer.getvalue(), fsync=False)
 
     width, height = mosaic.info.width, mosaic.info.height
@@ -486,10 +547,8 @@ def write_heatmap_files(mosaic: Any, prediction: Prediction, directory: Path, pa
     base = np.clip((gray - low) / max(high - low, 1e-6), 0, 1)
     plane = prediction.class_heatmap(prediction.top_class)
     # heatmap cell (i, j) -> overview pixel: nearest cell for every overview pixel
-    ys = np.minimum((np.arange(base.shape[0]) * downsample / cell).astype(int),
-                    plane.shape[0] - 1)
-    xs = np.minimum((np.arange(base.shape[1]) * downsample / cell).astype(int),
-                    plane.shape[1] - 1)
+    ys = np.minimum((np.arange(base.shape[0]) * downsample / cell).astype(int), plane.shape[0] - 1)
+    xs = np.minimum((np.arange(base.shape[1]) * downsample / cell).astype(int), plane.shape[1] - 1)
     values = np.clip(plane[ys[:, None], xs[None, :]], 0, 1)
     colours = colormaps["inferno"](values)[..., :3]
     alpha = np.clip(values * 1.6, 0, 1)[..., None] * 0.6
@@ -511,7 +570,8 @@ def _check_folder(folder: Path, option: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InferenceError(
-            f"{option} {printable(str(folder))} cannot be created ({exc.strerror})") from None
+            f"{option} {printable(str(folder))} cannot be created ({exc.strerror})"
+        ) from None
 
 
 def check_output_path(out: str | os.PathLike[str]) -> Path:
@@ -520,7 +580,8 @@ def check_output_path(out: str | os.PathLike[str]) -> Path:
     shown = printable(str(target))
     if target.is_dir() or str(out).endswith(os.sep):
         raise InferenceError(
-            f"--out {shown} is a folder: give a file name ending in .csv, .json or .jsonl")
+            f"--out {shown} is a folder: give a file name ending in .csv, .json or .jsonl"
+        )
     if target.suffix.lower() not in OUTPUT_SUFFIXES:
         raise InferenceError(f"{target.name}: --out must end in .csv, .json or .jsonl")
     if target.parent.exists() and not target.parent.is_dir():
@@ -557,8 +618,12 @@ def read_rows(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
         for row in reader:
             if None in row or any(v is None for v in row.values()):
                 continue  # short or long row: damaged
-            rows.append({k: None if v == "" else _parse_number(v) if _is_numeric(k) else v
-                         for k, v in row.items()})
+            rows.append(
+                {
+                    k: None if v == "" else _parse_number(v) if _is_numeric(k) else v
+                    for k, v in row.items()
+                }
+            )
         return rows
     for line in data.splitlines():
         line = line.strip().rstrip(",")
@@ -589,8 +654,14 @@ class RowWriter:
     row for ``weights_sha256``.
     """
 
-    def __init__(self, out: str | os.PathLike[str], class_ids: Sequence[str], *,
-                 weights_sha256: str = "", resume: bool = False) -> None:
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        class_ids: Sequence[str],
+        *,
+        weights_sha256: str = "",
+        resume: bool = False,
+    ) -> None:
         self.path = check_output_path(out)
         self.format = self.path.suffix.lower().lstrip(".")
         self.columns = row_columns(class_ids)
@@ -604,13 +675,15 @@ class RowWriter:
                 if self.format == "csv" and list(row) != self.columns:
                     raise InferenceError(
                         f"{self.path.name} has other columns (another model's classes?): "
-                        "resume into a new --out file")
+                        "resume into a new --out file"
+                    )
                 if row.get("weights_sha256") == weights_sha256 and row.get("sha256"):
                     self.done.add(str(row["sha256"]))
                 kept.append(row)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, self._file_text(kept).encode("utf-8", "backslashreplace"),
-                     fsync=True)
+        atomic_write(
+            self.path, self._file_text(kept).encode("utf-8", "backslashreplace"), fsync=True
+        )
         self.rows_written = len(kept)
         self._fd = os.open(self.path, os.O_RDWR)
         self._end = os.lseek(self._fd, 0, os.SEEK_END)
@@ -622,8 +695,16 @@ class RowWriter:
         if header:
             writer.writerow(self.columns)
         else:
-            writer.writerow(["" if record.get(c) is None else neutralise_cell(record.get(c))
-                             if not _is_numeric(c) else record.get(c) for c in self.columns])
+            writer.writerow(
+                [
+                    ""
+                    if record.get(c) is None
+                    else neutralise_cell(record.get(c))
+                    if not _is_numeric(c)
+                    else record.get(c)
+                    for c in self.columns
+                ]
+            )
         return buffer.getvalue()
 
     @staticmethod
@@ -673,12 +754,14 @@ def _csv_keep(writer: RowWriter, row: dict[str, Any]) -> str:
     """A row read back from a CSV, written again as it was (already neutralised)."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(
-        ["" if row.get(c) is None else row.get(c) for c in writer.columns])
+        ["" if row.get(c) is None else row.get(c) for c in writer.columns]
+    )
     return buffer.getvalue()
 
 
-def write_rows(rows: Sequence[ClassificationRow], out: str | os.PathLike[str],
-               class_ids: Sequence[str]) -> None:
+def write_rows(
+    rows: Sequence[ClassificationRow], out: str | os.PathLike[str], class_ids: Sequence[str]
+) -> None:
     """Write all ``rows`` to ``out`` at once (exports: the dialog's table, tests)."""
     with RowWriter(out, class_ids) as writer:
         for row in rows:
@@ -692,10 +775,20 @@ def format_table(rows: Sequence[ClassificationRow], class_ids: Sequence[str]) ->
     for row in rows:
         if row.skipped:
             continue
-        probs = (["-"] * len(class_ids) if row.probabilities is None
-                 else [f"{p:.3f}" for p in row.probabilities])
-        body.append([printable(row.path.name), row.top_class or "-", *probs,
-                     f"{row.seconds:.1f}", row.status])
+        probs = (
+            ["-"] * len(class_ids)
+            if row.probabilities is None
+            else [f"{p:.3f}" for p in row.probabilities]
+        )
+        body.append(
+            [
+                printable(row.path.name),
+                row.top_class or "-",
+                *probs,
+                f"{row.seconds:.1f}",
+                row.status,
+            ]
+        )
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header) - 1)]
     lines = []
     for line in [header, *body]:

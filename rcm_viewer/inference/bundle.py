@@ -229,8 +229,13 @@ def _read_manifest_bytes(bundle_dir: str | os.PathLike[str]) -> tuple[ModelManif
     return parse_manifest(data, where), raw
 
 
-def load_bundle(bundle_dir: str | os.PathLike[str], *, verify: bool = True,
-                _verify_onnx: bool = True, check_signature: bool = True) -> ModelBundle:
+def load_bundle(
+    bundle_dir: str | os.PathLike[str],
+    *,
+    verify: bool = True,
+    _verify_onnx: bool = True,
+    check_signature: bool = True,
+) -> ModelBundle:
     """Open a bundle and verify it: manifest seal, weights and model card checksums.
 
     ``verify=False`` skips hashing the weights (listing many bundles quickly); the weights
@@ -292,8 +297,10 @@ def attach_ood(bundle_dir: str | os.PathLike[str], model: OodModel) -> ModelBund
     data.pop("manifest_sha256", None)
     data["ood"] = {"file": OOD_FILE, "sha256": sha256_bytes(payload)}
     data["manifest_sha256"] = manifest_seal(data)
-    atomic_write(directory / MANIFEST_NAME,
-                 (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write(
+        directory / MANIFEST_NAME,
+        (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+    )
     _drop_signature(directory)
     return load_bundle(directory)
 
@@ -352,9 +359,11 @@ def default_bundle_dir(models_dir: str | os.PathLike[str] | None = None) -> Path
                 f"{pointer} names {name!r}, which is not a model bundle in {root}"
             )
         return root / name
-    candidates = sorted(
-        child for child in root.iterdir() if (child / MANIFEST_NAME).is_file()
-    ) if root.is_dir() else []
+    candidates = (
+        sorted(child for child in root.iterdir() if (child / MANIFEST_NAME).is_file())
+        if root.is_dir()
+        else []
+    )
     if not candidates:
         raise ModelBundleError(
             f"no classifier model is installed ({root} holds no model bundle): "
@@ -399,8 +408,11 @@ def save_bundle(
         raise ModelBundleError(f"{directory} already exists and is not empty")
     state = model.state_dict() if isinstance(model, torch.nn.Module) else dict(model)
     state = {
-        key: (value.detach().to("cpu", torch.float16 if fp16 else torch.float32)
-              if value.is_floating_point() else value.detach().cpu()).contiguous()
+        key: (
+            value.detach().to("cpu", torch.float16 if fp16 else torch.float32)
+            if value.is_floating_point()
+            else value.detach().cpu()
+        ).contiguous()
         for key, value in state.items()
     }
     use_safetensors = safetensors_available()
@@ -415,8 +427,9 @@ def save_bundle(
     )
     network = build_network(draft.architecture, draft.n_classes)
     try:
-        network.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                 for k, v in state.items()}, strict=True)
+        network.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True
+        )
     except RuntimeError as exc:
         raise ModelBundleError(
             f"the weights do not fit a {draft.architecture} with {draft.n_classes} classes "
@@ -440,9 +453,7 @@ def save_bundle(
         weights_format=weights_format,
         weights_dtype=draft.weights_dtype,
     )
-    card = (model_card if model_card is not None else render_model_card(manifest)).encode(
-        "utf-8"
-    )
+    card = (model_card if model_card is not None else render_model_card(manifest)).encode("utf-8")
     manifest = build_manifest(
         {**manifest_fields, "created": manifest.created},
         weights_file=weights_file,
@@ -451,8 +462,9 @@ def save_bundle(
         weights_dtype=draft.weights_dtype,
         model_card_sha256=sha256_bytes(card),
     )
-    manifest_bytes = (json.dumps(manifest.sealed_dict(), indent=2, ensure_ascii=False)
-                      + "\n").encode("utf-8")
+    manifest_bytes = (
+        json.dumps(manifest.sealed_dict(), indent=2, ensure_ascii=False) + "\n"
+    ).encode("utf-8")
 
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -499,8 +511,9 @@ def export_onnx(bundle_dir: str | os.PathLike[str]) -> tuple[ModelBundle, bool]:
     raw["manifest_sha256"] = manifest_seal(raw)
     try:
         atomic_write(directory / ONNX_NAME, data, mode=0o644)
-        atomic_write(manifest_path, json.dumps(raw, indent=2, ensure_ascii=False) + "\n",
-                     mode=0o644)
+        atomic_write(
+            manifest_path, json.dumps(raw, indent=2, ensure_ascii=False) + "\n", mode=0o644
+        )
     except OSError as exc:
         raise ModelBundleError(f"cannot write {ONNX_NAME} into {directory}: {exc}") from exc
     _drop_signature(directory)
@@ -550,8 +563,13 @@ def render_model_card(manifest: ModelManifest) -> str:
         manifest.intended_use,
         "",
         "## Factors",
-        str(t.get("factors", "Device generation (VivaScope 1500/3000), skin type, body site "
-                             "and depth of the mosaic may change performance; not evaluated.")),
+        str(
+            t.get(
+                "factors",
+                "Device generation (VivaScope 1500/3000), skin type, body site "
+                "and depth of the mosaic may change performance; not evaluated.",
+            )
+        ),
         "",
         "## Metrics",
         "\n".join(f"- {k}: {v}" for k, v in metrics.items()) or "Not reported.",
@@ -561,9 +579,14 @@ def render_model_card(manifest: ModelManifest) -> str:
         "\n".join(f"- {k}: {v}" for k, v in counts.items()),
         "",
         "## Caveats and recommendations",
-        str(t.get("caveats", "Probabilities are calibrated only as far as the data above "
-                              "allows. Review the full mosaic; do not rely on the heatmap "
-                              "alone.")),
+        str(
+            t.get(
+                "caveats",
+                "Probabilities are calibrated only as far as the data above "
+                "allows. Review the full mosaic; do not rely on the heatmap "
+                "alone.",
+            )
+        ),
         "",
     ]
     return "\n".join(lines)

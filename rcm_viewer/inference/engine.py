@@ -114,7 +114,11 @@ class ModelGeometry:
             per_model = float(round(per_model))
         info = mosaic.info
         return cls(
-            mosaic_um, model_um, factor, level, per_model,
+            mosaic_um,
+            model_um,
+            factor,
+            level,
+            per_model,
             max(1, math.ceil(info.width / factor - 1e-6)),
             max(1, math.ceil(info.height / factor - 1e-6)),
         )
@@ -144,8 +148,7 @@ def read_model_pixels(
         # Integer factor: a k x k mean, as pyramid levels are built, so a flat file and its
         # pyramidal twin give the model the same pixels.
         k = int(r)
-        region, converted = to_gray(mosaic.read_region(level, x * k, y * k, width * k,
-                                                       height * k))
+        region, converted = to_gray(mosaic.read_region(level, x * k, y * k, width * k, height * k))
         region = region.reshape(height, k, width, k).mean(axis=(1, 3))
         return np.clip(region / white, 0.0, 1.0, dtype=np.float32), converted
     margin = math.ceil(r) + 1
@@ -160,8 +163,9 @@ def read_model_pixels(
     return np.clip(out / white, 0.0, 1.0, dtype=np.float32), converted
 
 
-def _bilinear_weights(in_size: int, scale_factor: float, antialias: bool) -> tuple[
-        np.ndarray, np.ndarray]:
+def _bilinear_weights(
+    in_size: int, scale_factor: float, antialias: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Source indices (out, taps) and weights (out, taps) of torch's bilinear resampling.
 
     Mirrors ``F.interpolate(mode="bilinear", align_corners=False, antialias=...,
@@ -237,9 +241,9 @@ def model_input(tiles: np.ndarray, manifest: ModelManifest) -> np.ndarray:
     return ((np.asarray(tiles, dtype=np.float32)[:, None] - mean) / std).astype(np.float32)
 
 
-def to_model_input(tiles: np.ndarray, manifest: ModelManifest, device: torch.device) -> (
-    torch.Tensor
-):
+def to_model_input(
+    tiles: np.ndarray, manifest: ModelManifest, device: torch.device
+) -> torch.Tensor:
     """``model_input`` as a tensor on ``device`` (training and explain; imports torch)."""
     import torch
 
@@ -271,8 +275,14 @@ class _Tile:
 class _Accumulator:
     """Tile results so far, turned into a ``Prediction`` (final or partial) on demand."""
 
-    def __init__(self, bundle: ModelBundle, geometry: ModelGeometry, columns: int, rows: int,
-                 base: dict[str, object]) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        geometry: ModelGeometry,
+        columns: int,
+        rows: int,
+        base: dict[str, object],
+    ) -> None:
         m = bundle.manifest
         self.manifest, self.geometry, self.base = m, geometry, base
         cells_per_tile = m.tile_px // NETWORK_STRIDE_PX
@@ -299,19 +309,22 @@ class _Accumulator:
             self.cells.append((tile.row * self.step, tile.column * self.step, side, side))
 
     def ood_fields(self) -> dict[str, object]:
-        kept = {"tile_features": np.stack(self.pooled)} if self.keep_features and self.pooled \
-            else {}
+        kept = (
+            {"tile_features": np.stack(self.pooled)} if self.keep_features and self.pooled else {}
+        )
         if self.ood_model is None or not self.pooled:
-            return {**kept,
-                    "ood_note": ood_scoring.NO_OOD_NOTE if self.ood_model is None else ""}
+            return {**kept, "ood_note": ood_scoring.NO_OOD_NOTE if self.ood_model is None else ""}
             return {"ood_note": ood_scoring.NO_OOD_NOTE if self.ood_model is None else ""}
         result = self.ood_model.assess(np.stack(self.pooled))
         return {
             **kept,
-            "ood_score": result.mosaic_score, "in_distribution": result.in_distribution,
-            "ood_tile_share": result.tile_share, "tile_ood_scores": result.tile_scores,
-            "ood_heatmap": ood_scoring.ood_heatmap(result.tile_scores, self.cells,
-                                                   (self.out_h, self.out_w)),
+            "ood_score": result.mosaic_score,
+            "in_distribution": result.in_distribution,
+            "ood_tile_share": result.tile_share,
+            "tile_ood_scores": result.tile_scores,
+            "ood_heatmap": ood_scoring.ood_heatmap(
+                result.tile_scores, self.cells, (self.out_h, self.out_w)
+            ),
         }
 
     def add(self, tiles: list[_Tile], logits: np.ndarray, cams: np.ndarray) -> None:
@@ -323,8 +336,14 @@ class _Accumulator:
             self.cam_sum[:, cy : cy + h, cx : cx + w] += cam
             self.cam_count[cy : cy + h, cx : cx + w] += 1
             self.logits.append(tile_logits)
-            self.boxes.append((round(tile.column * m.tile_stride_px * f),
-                               round(tile.row * m.tile_stride_px * f), size, size))
+            self.boxes.append(
+                (
+                    round(tile.column * m.tile_stride_px * f),
+                    round(tile.row * m.tile_stride_px * f),
+                    size,
+                    size,
+                )
+            )
 
     def prediction(self, *, partial: bool, flags: list[str], seconds: float) -> Prediction:
         m = self.manifest
@@ -429,8 +448,9 @@ def classify_mosaic(
     rows = _tile_grid(geometry.model_height, tile_px, stride)
     white = white_point(mosaic, manifest.intensity_scaling)
     mask = tissue_mask(mosaic, mosaic_um, white_point(mosaic, "robust_white"))
-    tissue_rows = _tissue_tiles(mask, columns, rows, tile_px, stride, f,
-                                manifest.min_tissue_fraction)
+    tissue_rows = _tissue_tiles(
+        mask, columns, rows, tile_px, stride, f, manifest.min_tissue_fraction
+    )
     total = sum(len(c) for c in tissue_rows.values())
     base: dict[str, object] = {
         "model_name": manifest.name,
@@ -450,9 +470,12 @@ def classify_mosaic(
         progress(0, total)
     if total == 0:
         return Prediction(
-            status=STATUS_NO_TISSUE, class_ids=manifest.class_ids,
-            class_names=manifest.class_names, seconds=time.perf_counter() - started,
-            flags=tuple(flags), **base,  # type: ignore[arg-type]
+            status=STATUS_NO_TISSUE,
+            class_ids=manifest.class_ids,
+            class_names=manifest.class_names,
+            seconds=time.perf_counter() - started,
+            flags=tuple(flags),
+            **base,  # type: ignore[arg-type]
         )
 
     accumulator = _Accumulator(bundle, geometry, columns, rows, base)
@@ -466,7 +489,8 @@ def classify_mosaic(
         partial = None
         if done:
             partial = accumulator.prediction(
-                partial=True, flags=[*flags, FLAG_CANCELLED],
+                partial=True,
+                flags=[*flags, FLAG_CANCELLED],
                 seconds=time.perf_counter() - started,
             )
         return ClassificationCancelled(partial)
@@ -484,10 +508,13 @@ def classify_mosaic(
         if progress is not None:
             progress(done, total)
         if on_partial is not None and done < total:
-            on_partial(accumulator.prediction(
-                partial=True, flags=[*flags, FLAG_PARTIAL],
-                seconds=time.perf_counter() - started,
-            ))
+            on_partial(
+                accumulator.prediction(
+                    partial=True,
+                    flags=[*flags, FLAG_PARTIAL],
+                    seconds=time.perf_counter() - started,
+                )
+            )
 
     for row in sorted(tissue_rows):
         for run in _runs(tissue_rows[row]):
@@ -510,8 +537,7 @@ def classify_mosaic(
     if converted and FLAG_RGB_CONVERTED not in flags:
         flags.append(FLAG_RGB_CONVERTED)
     flags.extend(damage_flags(mosaic, verify=True, cancel=cancel))
-    return accumulator.prediction(partial=False, flags=flags,
-                                  seconds=time.perf_counter() - started)
+    return accumulator.prediction(partial=False, flags=flags, seconds=time.perf_counter() - started)
 
 
 def damage_flags(
@@ -533,8 +559,15 @@ def damage_flags(
     return flags
 
 
-def _tissue_tiles(mask: TissueMask, columns: int, rows: int, tile_px: int, stride: int,
-                  factor: float, min_fraction: float) -> dict[int, list[int]]:
+def _tissue_tiles(
+    mask: TissueMask,
+    columns: int,
+    rows: int,
+    tile_px: int,
+    stride: int,
+    factor: float,
+    min_fraction: float,
+) -> dict[int, list[int]]:
     """Tile row -> sorted columns of the tiles with enough tissue to classify."""
     chosen: dict[int, list[int]] = {}
     if not mask.any:
@@ -591,9 +624,7 @@ def explain_region(
     if method not in CAM_METHODS:
         raise InferenceError(f"unknown method {method!r}: use {', '.join(CAM_METHODS)}")
     if target_class is not None and target_class not in manifest.class_ids:
-        raise InferenceError(
-            f"unknown class {target_class!r}: use {', '.join(manifest.class_ids)}"
-        )
+        raise InferenceError(f"unknown class {target_class!r}: use {', '.join(manifest.class_ids)}")
     mosaic_um, flags = _resolve_pixel_size(mosaic, pixel_size_um)
     torch_device = resolve_device(device)
     geometry = ModelGeometry.of(mosaic, mosaic_um, manifest.pixel_size_um)
@@ -606,30 +637,31 @@ def explain_region(
     if max(width, height) > max_side_px:
         side_mm = max_side_px * manifest.pixel_size_um / 1000
         raise InferenceError(
-            f"the region is too large to explain at once: choose at most {side_mm:.2g} mm "
-            "a side"
+            f"the region is too large to explain at once: choose at most {side_mm:.2g} mm a side"
         )
     mx = round((x + w / 2) / f - width / 2)
     my = round((y + h / 2) / f - height / 2)
     white = white_point(mosaic, manifest.intensity_scaling)
-    pixels, converted = read_model_pixels(mosaic, geometry.level, geometry.level_per_model,
-                                          mx, my, width, height, white)
+    pixels, converted = read_model_pixels(
+        mosaic, geometry.level, geometry.level_per_model, mx, my, width, height, white
+    )
     if converted:
         flags.append(FLAG_RGB_CONVERTED)
     network = load_network(bundle, torch_device, purpose="explain")
     inputs = to_model_input(pixels[None], manifest, torch_device)
     with torch.inference_mode():
         logits = network(inputs)[0].float().cpu().numpy()
-    index = int(np.argmax(logits)) if target_class is None else manifest.class_ids.index(
-        target_class
+    index = (
+        int(np.argmax(logits)) if target_class is None else manifest.class_ids.index(target_class)
     )
     cam_type = getattr(pytorch_grad_cam, CAM_METHODS[method])
     heatmap = None
     # Grad-CAM needs a graph: fails under no_grad/inference_mode (grad-cam #381, #473).
     # The context manager releases its hooks (leaks otherwise: grad-cam #132, #195).
-    with torch.enable_grad(), cam_type(
-        model=network, target_layers=[target_layer(network, layer)]
-    ) as cam:
+    with (
+        torch.enable_grad(),
+        cam_type(model=network, target_layers=[target_layer(network, layer)]) as cam,
+    ):
         if hasattr(cam, "batch_size"):
             cam.batch_size = 16
         heatmap = cam(input_tensor=inputs.clone(), targets=[ClassifierOutputTarget(index)])[0]

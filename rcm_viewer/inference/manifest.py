@@ -185,10 +185,14 @@ class ModelManifest:
             "training": {**dict(self.training), "synthetic": self.synthetic},
             "intended_use": self.intended_use,
             "created": self.created,
-            **({"onnx": onnx_entry(self.onnx_file, self.onnx_sha256, self.onnx_bytes)}
-               if self.onnx_file else {}),
-            **({"ood": {"file": self.ood_file, "sha256": self.ood_sha256}}
-               if self.ood_file else {}),
+            **(
+                {"onnx": onnx_entry(self.onnx_file, self.onnx_sha256, self.onnx_bytes)}
+                if self.onnx_file
+                else {}
+            ),
+            **(
+                {"ood": {"file": self.ood_file, "sha256": self.ood_sha256}} if self.ood_file else {}
+            ),
         }
 
     def sealed_dict(self) -> dict[str, Any]:
@@ -226,8 +230,10 @@ class _Reader:
 
     def number(self, key: str, default: Any = ..., *, low: float, high: float) -> float:
         value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-            value
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
         ):
             raise self._fail(key, "must be a number")
         if not low <= value <= high:
@@ -264,17 +270,22 @@ class _Reader:
 
 def onnx_entry(file: str, sha256: str, size: int) -> dict[str, Any]:
     """The manifest's ``onnx`` object: the exported network, sealed by its own checksum."""
-    return {"file": file, "sha256": sha256, "bytes": size, "outputs": list(ONNX_OUTPUTS),
-            "initialiser_dtype": "float16"}
+    return {
+        "file": file,
+        "sha256": sha256,
+        "bytes": size,
+        "outputs": list(ONNX_OUTPUTS),
+        "initialiser_dtype": "float16",
+    }
 
 
 def _is_sha256(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
-def parse_manifest(data: Any, where: str = MANIFEST_NAME, *, check_seal: bool = True) -> (
-    ModelManifest
-):
+def parse_manifest(
+    data: Any, where: str = MANIFEST_NAME, *, check_seal: bool = True
+) -> ModelManifest:
     """Validate a manifest's JSON object; raise ``ModelBundleError`` naming the bad field."""
     r = _Reader(where, data)
     schema = r.get("schema_version")
@@ -339,8 +350,11 @@ def parse_manifest(data: Any, where: str = MANIFEST_NAME, *, check_seal: bool = 
         onnx_bytes = onnx.integer("bytes", low=1, high=MAX_NETWORK_BYTES)
         if not _is_sha256(onnx_sha):
             raise ModelBundleError(f"{where}: 'onnx.sha256' is not a SHA-256 hex digest")
-    for label, name in (("weights.file", weights_file), ("model_card.file", card_file),
-                        *((("onnx.file", onnx_file),) if onnx_file else ())):
+    for label, name in (
+        ("weights.file", weights_file),
+        ("model_card.file", card_file),
+        *((("onnx.file", onnx_file),) if onnx_file else ()),
+    ):
         if "/" in name or "\\" in name or name in (".", ".."):
             raise ModelBundleError(f"{where}: '{label}' must be a file name inside the bundle")
 
@@ -411,9 +425,24 @@ def build_manifest(
     ``intended_use`` have defaults.
     """
     known = {
-        "name", "version", "architecture", "classes", "tile_px", "tile_stride_px",
-        "pixel_size_um", "channels", "intensity_scaling", "mean", "std", "min_tissue_fraction",
-        "aggregation", "temperature", "calibration_note", "training", "intended_use", "created",
+        "name",
+        "version",
+        "architecture",
+        "classes",
+        "tile_px",
+        "tile_stride_px",
+        "pixel_size_um",
+        "channels",
+        "intensity_scaling",
+        "mean",
+        "std",
+        "min_tissue_fraction",
+        "aggregation",
+        "temperature",
+        "calibration_note",
+        "training",
+        "intended_use",
+        "created",
     }
     unknown = sorted(set(fields) - known)
     if unknown:
@@ -465,8 +494,7 @@ def build_manifest(
         "model_card": {"file": MODEL_CARD_NAME, "sha256": model_card_sha256},
         "training": training,
         "intended_use": fields.get("intended_use", DEFAULT_INTENDED_USE),
-        "created": fields.get("created")
-        or datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "created": fields.get("created") or datetime.now(UTC).replace(microsecond=0).isoformat(),
     }
     return parse_manifest(data, "manifest fields", check_seal=False)
 

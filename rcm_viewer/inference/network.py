@@ -68,9 +68,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_network(bundle: ModelBundle, device: torch.device, *, purpose: str = "classify") -> (
-    nn.Module
-):
+def load_network(
+    bundle: ModelBundle, device: torch.device, *, purpose: str = "classify"
+) -> nn.Module:
     """The bundle's network in eval mode, float32, on ``device``; cached per purpose.
 
     ``classify`` networks have gradients switched off (less memory); ``explain`` ones keep
@@ -135,8 +135,7 @@ def _load(bundle: ModelBundle) -> nn.Module:
     return network
 
 
-def forward_features(network: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor,
-                                                                      torch.Tensor]:
+def forward_features(network: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (B, C) and the layer-4 feature maps (B, K, h, w): what every backend returns.
 
     Same arithmetic as torchvision's ``ResNet.forward`` (its avgpool is a mean over
@@ -204,10 +203,15 @@ def export_onnx_bytes(bundle: ModelBundle) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (torch.zeros(2, 3, tile, tile),), buffer, input_names=["tiles"],
+            wrapper,
+            (torch.zeros(2, 3, tile, tile),),
+            buffer,
+            input_names=["tiles"],
             output_names=list(ONNX_OUTPUTS),
             dynamic_axes={name: {0: "batch"} for name in ("tiles", *ONNX_OUTPUTS)},
-            opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True,
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+            do_constant_folding=True,
         )
     model = onnx.load_from_string(buffer.getvalue())
     gemms = [node for node in model.graph.node if node.op_type == "Gemm"]
@@ -227,11 +231,11 @@ def _float16_initialisers(model: object) -> None:
     initialisers, casts = [], []
     for init in graph.initializer:
         if init.data_type == TensorProto.FLOAT:
-            half = numpy_helper.from_array(numpy_helper.to_array(init).astype("float16"),
-                                           init.name + ".fp16")
+            half = numpy_helper.from_array(
+                numpy_helper.to_array(init).astype("float16"), init.name + ".fp16"
+            )
             initialisers.append(half)
-            casts.append(helper.make_node("Cast", [half.name], [init.name],
-                                          to=TensorProto.FLOAT))
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
         else:
             initialisers.append(init)
     nodes = [*casts, *graph.node]

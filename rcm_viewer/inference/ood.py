@@ -89,8 +89,10 @@ OOD_EXPLANATION = (
     "are then not meaningful. Passing the check does not make a result correct; a model "
     "without these statistics cannot say it, and the panel says that too."
 )
-NO_OOD_NOTE = "this model has no out-of-distribution statistics: it cannot say when an image " \
-              "is unlike its training data"
+NO_OOD_NOTE = (
+    "this model has no out-of-distribution statistics: it cannot say when an image "
+    "is unlike its training data"
+)
 
 
 def pool_features(features: np.ndarray) -> np.ndarray:
@@ -146,9 +148,13 @@ class OodModel:
 
     def assess(self, pooled: np.ndarray) -> OodAssessment:
         scores = self.tile_scores(pooled)
-        return assess_scores(scores, self.tile_threshold, self.mosaic_threshold,
-                             statistic=self.mosaic_statistic,
-                             share_limit=self.tile_share_limit)
+        return assess_scores(
+            scores,
+            self.tile_threshold,
+            self.mosaic_threshold,
+            statistic=self.mosaic_statistic,
+            share_limit=self.tile_share_limit,
+        )
 
     # -- file -----------------------------------------------------------------------------
 
@@ -164,8 +170,9 @@ class OodModel:
             residual_var=np.float32(self.residual_var),
             tile_threshold=np.float32(self.tile_threshold),
             mosaic_threshold=np.float32(self.mosaic_threshold),
-            counts=np.array([self.n_fit_tiles, self.n_heldout_tiles, self.n_heldout_mosaics],
-                            dtype=np.int64),
+            counts=np.array(
+                [self.n_fit_tiles, self.n_heldout_tiles, self.n_heldout_mosaics], dtype=np.int64
+            ),
             normalise=np.bool_(self.normalise),
             residual_weight=np.float32(self.residual_weight),
             mosaic_statistic=np.array(self.mosaic_statistic),
@@ -179,34 +186,48 @@ class OodModel:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 method = str(z["method"])
                 if method == LEGACY_METHOD:  # first version: raw features, mean, residual
-                    options: dict = {"normalise": False, "residual_weight": 1.0,
-                                     "mosaic_statistic": "mean"}
+                    options: dict = {
+                        "normalise": False,
+                        "residual_weight": 1.0,
+                        "mosaic_statistic": "mean",
+                    }
                 elif method == OOD_METHOD:
-                    options = {"normalise": bool(z["normalise"]),
-                               "residual_weight": float(z["residual_weight"]),
-                               "mosaic_statistic": str(z["mosaic_statistic"]),
-                               "tile_share_limit": float(z["tile_share_limit"])}
+                    options = {
+                        "normalise": bool(z["normalise"]),
+                        "residual_weight": float(z["residual_weight"]),
+                        "mosaic_statistic": str(z["mosaic_statistic"]),
+                        "tile_share_limit": float(z["tile_share_limit"]),
+                    }
                 else:
                     raise ModelBundleError(f"{where}: unknown OOD method {method!r}")
                 if options["mosaic_statistic"] not in MOSAIC_STATISTICS:
-                    raise ModelBundleError(f"{where}: unknown mosaic statistic "
-                                           f"{options['mosaic_statistic']!r}")
+                    raise ModelBundleError(
+                        f"{where}: unknown mosaic statistic {options['mosaic_statistic']!r}"
+                    )
                 counts = z["counts"]
                 model = cls(
-                    mean=z["mean"], components=z["components"], class_means=z["class_means"],
-                    precision=z["precision"], residual_var=float(z["residual_var"]),
+                    mean=z["mean"],
+                    components=z["components"],
+                    class_means=z["class_means"],
+                    precision=z["precision"],
+                    residual_var=float(z["residual_var"]),
                     tile_threshold=float(z["tile_threshold"]),
                     mosaic_threshold=float(z["mosaic_threshold"]),
-                    n_fit_tiles=int(counts[0]), n_heldout_tiles=int(counts[1]),
-                    n_heldout_mosaics=int(counts[2]), **options,
+                    n_fit_tiles=int(counts[0]),
+                    n_heldout_tiles=int(counts[1]),
+                    n_heldout_mosaics=int(counts[2]),
+                    **options,
                 )
         except ModelBundleError:
             raise
         except Exception as exc:
             raise ModelBundleError(f"{where} cannot be read as OOD statistics ({exc})") from None
         k, d = model.components.shape
-        if model.mean.shape != (d,) or model.class_means.shape[1:] != (k,) or \
-                model.precision.shape != (k, k):
+        if (
+            model.mean.shape != (d,)
+            or model.class_means.shape[1:] != (k,)
+            or model.precision.shape != (k, k)
+        ):
             raise ModelBundleError(f"{where}: OOD statistics have inconsistent shapes")
         return model
 
@@ -235,9 +256,14 @@ def mosaic_statistic(raw: np.ndarray, statistic: str) -> float:
     return float(np.median(raw) if statistic == "median" else np.mean(raw))
 
 
-def assess_scores(raw: np.ndarray, tile_threshold: float, mosaic_threshold: float, *,
-                  statistic: str = MOSAIC_STATISTIC,
-                  share_limit: float = TILE_SHARE_LIMIT) -> OodAssessment:
+def assess_scores(
+    raw: np.ndarray,
+    tile_threshold: float,
+    mosaic_threshold: float,
+    *,
+    statistic: str = MOSAIC_STATISTIC,
+    share_limit: float = TILE_SHARE_LIMIT,
+) -> OodAssessment:
     raw = np.asarray(raw, dtype=np.float64)
     if raw.size == 0:
         return OodAssessment(0.0, True, 0.0, np.zeros(0, np.float32))
@@ -297,8 +323,9 @@ def fit_ood(
     variances = singular**2 / max(len(x) - 1, 1)
     rest = variances[k:]
     total_rest_dims = x.shape[1] - k
-    residual_var = float(rest.sum() / total_rest_dims) if total_rest_dims > 0 and rest.size \
-        else 1e-6
+    residual_var = (
+        float(rest.sum() / total_rest_dims) if total_rest_dims > 0 and rest.size else 1e-6
+    )
     residual_var = max(residual_var, 1e-6 * float(variances[:k].mean()))
     z = centred @ components.T
     class_means = np.zeros((n_classes, k))
@@ -311,19 +338,41 @@ def fit_ood(
     present = [c for c in range(n_classes) if (y == c).any()]
     class_means = class_means[present]
     precision = _shrunk_precision(np.concatenate(within), shrinkage)
-    options = {"normalise": normalise, "residual_weight": float(residual_weight),
-               "mosaic_statistic": statistic, "tile_share_limit": float(tile_share_limit)}
-    draft = OodModel(mean.astype(np.float32), components.astype(np.float32),
-                     class_means.astype(np.float32), precision.astype(np.float32),
-                     residual_var, 1.0, 1.0, **options)
+    options = {
+        "normalise": normalise,
+        "residual_weight": float(residual_weight),
+        "mosaic_statistic": statistic,
+        "tile_share_limit": float(tile_share_limit),
+    }
+    draft = OodModel(
+        mean.astype(np.float32),
+        components.astype(np.float32),
+        class_means.astype(np.float32),
+        precision.astype(np.float32),
+        residual_var,
+        1.0,
+        1.0,
+        **options,
+    )
     held_scores = draft.tile_scores(held)
     tile_threshold = float(np.percentile(held_scores, percentile))
-    per_mosaic = np.array([mosaic_statistic(held_scores[groups == g], statistic)
-                           for g in np.unique(groups)])
+    per_mosaic = np.array(
+        [mosaic_statistic(held_scores[groups == g], statistic) for g in np.unique(groups)]
+    )
     mosaic_threshold = float(np.percentile(per_mosaic, percentile))
-    return OodModel(draft.mean, draft.components, draft.class_means, draft.precision,
-                    residual_var, tile_threshold, mosaic_threshold, len(x), len(held),
-                    len(per_mosaic), **options)
+    return OodModel(
+        draft.mean,
+        draft.components,
+        draft.class_means,
+        draft.precision,
+        residual_var,
+        tile_threshold,
+        mosaic_threshold,
+        len(x),
+        len(held),
+        len(per_mosaic),
+        **options,
+    )
 
 
 # ----------------------------------------------------------------------------- bundle
@@ -361,8 +410,9 @@ def load_ood(bundle_dir: Path, file_name: str | None, sha256: str | None) -> Ood
     return model
 
 
-def ood_heatmap(tile_scores: np.ndarray, cells: Sequence[tuple[int, int, int, int]],
-                shape: tuple[int, int]) -> np.ndarray:
+def ood_heatmap(
+    tile_scores: np.ndarray, cells: Sequence[tuple[int, int, int, int]], shape: tuple[int, int]
+) -> np.ndarray:
     """(H, W) float32 in 0-1: 0 below the threshold, rising to 1 at twice the threshold.
 
     ``cells`` are the heatmap-grid rectangles (row, col, height, width) of each tile.

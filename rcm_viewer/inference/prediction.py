@@ -54,12 +54,14 @@ class Prediction:
     #: Uncalibrated aggregated logits (what the temperature divides).
     logits: tuple[float, ...] | None = None
     #: (n_tiles, 4) int: x, y, width, height of each classified tile, level-0 pixels.
-    tile_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64),
-                                   compare=False, repr=False)
+    tile_boxes: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 4), np.int64), compare=False, repr=False
+    )
     #: (n_tiles, n_classes) float32, with the mosaic's temperature (fitted on mosaic-level
     #: logits, so for single tiles it is an approximation).
-    tile_probabilities: np.ndarray = field(default_factory=lambda: _empty((0, 0)),
-                                           compare=False, repr=False)
+    tile_probabilities: np.ndarray = field(
+        default_factory=lambda: _empty((0, 0)), compare=False, repr=False
+    )
     #: (n_classes, H, W) float32 in 0-1, or None when nothing was classified.
     heatmap: np.ndarray | None = field(default=None, compare=False, repr=False)
     heatmap_cell_px: float = 0.0
@@ -152,8 +154,9 @@ class Prediction:
             "partial": self.partial,
             "ood_score": None if self.ood_score is None else round(self.ood_score, 4),
             "in_distribution": self.in_distribution,
-            "ood_tile_share": (None if self.ood_tile_share is None
-                               else round(self.ood_tile_share, 4)),
+            "ood_tile_share": (
+                None if self.ood_tile_share is None else round(self.ood_tile_share, 4)
+            ),
             "ood_note": self.ood_note,
         }
 

@@ -29,9 +29,15 @@ class ScaleCheck:
     text: str
 
 
-def check_scale(mosaic: Mosaic, bundle: ModelBundle, prediction: Prediction, *,
-                factors: tuple[float, ...] = SCALE_FACTORS, device: str = "auto",
-                batch_size: int = 16) -> ScaleCheck:
+def check_scale(
+    mosaic: Mosaic,
+    bundle: ModelBundle,
+    prediction: Prediction,
+    *,
+    factors: tuple[float, ...] = SCALE_FACTORS,
+    device: str = "auto",
+    batch_size: int = 16,
+) -> ScaleCheck:
     """Classify ``mosaic`` at ``prediction.pixel_size_um`` x each factor; compare top classes."""
     from rcm_viewer.inference.engine import classify_mosaic
 
@@ -39,19 +45,26 @@ def check_scale(mosaic: Mosaic, bundle: ModelBundle, prediction: Prediction, *,
     shifted: dict[float, tuple[str | None, float | None]] = {}
     for factor in factors:
         um = min(max(base * factor, MIN_PIXEL_SIZE_UM), MAX_PIXEL_SIZE_UM)
-        other = classify_mosaic(mosaic, bundle, pixel_size_um=um, device=device,
-                                batch_size=batch_size)
+        other = classify_mosaic(
+            mosaic, bundle, pixel_size_um=um, device=device, batch_size=batch_size
+        )
         top = other.top_class
         shifted[factor] = (top, None if top is None else other.probability(top))
     changed = [f for f, (top, _) in shifted.items() if top != prediction.top_class]
     names = dict(zip(prediction.class_ids, prediction.class_names, strict=True))
     if changed:
-        parts = ", ".join(f"{names.get(shifted[f][0] or '', shifted[f][0])} at "
-                          f"{(f - 1) * 100:+.0f} %" for f in changed)
-        text = (f"Scale-sensitive: with the pixel size off by "
-                f"{' or '.join(f'{(f - 1) * 100:+.0f} %' for f in changed)} the answer "
-                f"changes ({parts}). Make sure the pixel size is right.")
+        parts = ", ".join(
+            f"{names.get(shifted[f][0] or '', shifted[f][0])} at {(f - 1) * 100:+.0f} %"
+            for f in changed
+        )
+        text = (
+            f"Scale-sensitive: with the pixel size off by "
+            f"{' or '.join(f'{(f - 1) * 100:+.0f} %' for f in changed)} the answer "
+            f"changes ({parts}). Make sure the pixel size is right."
+        )
     else:
-        text = (f"Not scale-sensitive: the most likely class stays the same with the pixel "
-                f"size off by {' and '.join(f'{(f - 1) * 100:+.0f} %' for f in factors)}.")
+        text = (
+            f"Not scale-sensitive: the most likely class stays the same with the pixel "
+            f"size off by {' and '.join(f'{(f - 1) * 100:+.0f} %' for f in factors)}."
+        )
     return ScaleCheck(base, prediction.top_class, shifted, bool(changed), text)

@@ -23,8 +23,12 @@ def add_keygen_parser(sub: argparse._SubParsersAction) -> None:
             "that should trust bundles you sign; its file name is the name shown)."
         ),
     )
-    p.add_argument("out_prefix", type=Path, metavar="OUT_PREFIX",
-                   help="path without extension, e.g. keys/clinic-a")
+    p.add_argument(
+        "out_prefix",
+        type=Path,
+        metavar="OUT_PREFIX",
+        help="path without extension, e.g. keys/clinic-a",
+    )
     p.set_defaults(func=cmd_keygen)
 
 
@@ -51,8 +55,13 @@ def add_sign_bundle_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("bundle_dir", type=Path, metavar="BUNDLE_DIR", help="model bundle folder")
-    p.add_argument("--key", type=Path, required=True, metavar="PRIVATE_KEY.pem",
-                   help="private key written by rcm-viewer keygen")
+    p.add_argument(
+        "--key",
+        type=Path,
+        required=True,
+        metavar="PRIVATE_KEY.pem",
+        help="private key written by rcm-viewer keygen",
+    )
     p.set_defaults(func=cmd_sign_bundle)
 
 

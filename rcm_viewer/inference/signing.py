@@ -215,11 +215,12 @@ def generate_key_pair(out_prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
         if os.path.lexists(path):
             raise ModelBundleError(f"{path} already exists: choose another name")
     key = Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     try:
         prefix.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -259,8 +260,7 @@ def check_signing_key(path: str | os.PathLike[str]) -> None:
     _load_private_key(Path(path))
 
 
-def sign_bundle(bundle_dir: str | os.PathLike[str],
-                private_key: str | os.PathLike[str]) -> Path:
+def sign_bundle(bundle_dir: str | os.PathLike[str], private_key: str | os.PathLike[str]) -> Path:
     """Verify a bundle (seal, checksums), then write its ``signature.json``.
 
     The bundle must be whole before it is vouched for, so it is loaded first (an old
@@ -280,11 +280,11 @@ def sign_bundle(bundle_dir: str | os.PathLike[str],
     directory = Path(bundle_dir).expanduser()
     key = _load_private_key(Path(private_key))
     bundle = load_bundle(directory, check_signature=False)
-    public = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                           serialization.PublicFormat.Raw)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     project = next((k for k in trusted_keys() if k.project), None)
-    if project is not None and project.key_id == key_id(public) and not (
-            bundle.manifest.synthetic):
+    if project is not None and project.key_id == key_id(public) and not (bundle.manifest.synthetic):
         raise ModelBundleError(
             f"{directory.name} is not a demonstration model (training.synthetic is false): "
             "the project key signs demonstration bundles only; use your own key"
@@ -314,5 +314,8 @@ def drop_signature(bundle_dir: Path) -> None:
     if os.path.lexists(path):
         with contextlib.suppress(OSError):
             path.unlink()
-            log.warning("%s: the manifest was rewritten, so its signature was removed; "
-                        "sign it again with rcm-viewer sign-bundle", bundle_dir)
+            log.warning(
+                "%s: the manifest was rewritten, so its signature was removed; "
+                "sign it again with rcm-viewer sign-bundle",
+                bundle_dir,
+            )

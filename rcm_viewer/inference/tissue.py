@@ -84,8 +84,9 @@ class TissueMask:
     downsample: float
 
     def __post_init__(self) -> None:
-        integral = np.pad(np.cumsum(np.cumsum(self.mask, axis=0, dtype=np.int64), axis=1),
-                          ((1, 0), (1, 0)))
+        integral = np.pad(
+            np.cumsum(np.cumsum(self.mask, axis=0, dtype=np.int64), axis=1), ((1, 0), (1, 0))
+        )
         object.__setattr__(self, "_integral", integral)
 
     @property
@@ -102,8 +103,7 @@ class TissueMask:
         cx0, cy0 = min(max(ix0, 0), w), min(max(iy0, 0), h)
         cx1, cy1 = min(max(ix1, 0), w), min(max(iy1, 0), h)
         integral: np.ndarray = self._integral  # type: ignore[attr-defined]
-        inside = (integral[cy1, cx1] - integral[cy0, cx1] - integral[cy1, cx0]
-                  + integral[cy0, cx0])
+        inside = integral[cy1, cx1] - integral[cy0, cx1] - integral[cy1, cx0] + integral[cy0, cx0]
         return float(inside) / area
 
 

@@ -139,8 +139,12 @@ def _comb(y: np.ndarray, count: np.ndarray, periods: np.ndarray) -> _Axis:
     full = max(float(count.max()), 1.0)
     good = (count[1:] > 0) & (count[:-1] > 0) & (np.abs(np.diff(count)) <= 0.002 * full + 1)
     d = d * np.sqrt(np.minimum(count[1:], count[:-1]) / full)
-    empty = _Axis(np.zeros(len(periods)), np.zeros(len(periods)), np.zeros(len(periods)),
-                  np.zeros(len(periods), bool))
+    empty = _Axis(
+        np.zeros(len(periods)),
+        np.zeros(len(periods)),
+        np.zeros(len(periods)),
+        np.zeros(len(periods), bool),
+    )
     if good.sum() < 16:
         return empty
     d = np.where(good, d, 0.0)
@@ -155,8 +159,9 @@ def _comb(y: np.ndarray, count: np.ndarray, periods: np.ndarray) -> _Axis:
     idx = np.flatnonzero(good)
     first, last = int(idx[0]), int(idx[-1])
     mu, sd = float(spikes[good].mean()), float(spikes[good].std()) + 1e-9
-    out = _Axis(empty.z.copy(), empty.mean.copy(), empty.phase.copy(), empty.usable.copy(), mu,
-                spikes)
+    out = _Axis(
+        empty.z.copy(), empty.mean.copy(), empty.phase.copy(), empty.usable.copy(), mu, spikes
+    )
     span = last - first + 1
     for i, p in enumerate(periods):
         if span / p < MIN_FIELDS:
@@ -215,13 +220,19 @@ def _combined(ax: _Axis, ay: _Axis) -> np.ndarray:
 
 
 def _cannot(template: PixelSizeEstimate, why: str) -> PixelSizeEstimate:
-    return PixelSizeEstimate(None, 0.0, "cannot tell",
-                             f"Cannot tell the pixel size from the image: {why}.", None,
-                             template.field_um)
+    return PixelSizeEstimate(
+        None,
+        0.0,
+        "cannot tell",
+        f"Cannot tell the pixel size from the image: {why}.",
+        None,
+        template.field_um,
+    )
 
 
-def estimate_pixel_size(image: np.ndarray, *, downsample: float = 1.0,
-                        field_um: float = DEFAULT_FIELD_UM) -> PixelSizeEstimate:
+def estimate_pixel_size(
+    image: np.ndarray, *, downsample: float = 1.0, field_um: float = DEFAULT_FIELD_UM
+) -> PixelSizeEstimate:
     """Estimate the level-0 pixel size of a mosaic from one of its levels.
 
     ``image`` is the level's pixels (gray or RGB), ``downsample`` its level-0 pixels per
@@ -236,9 +247,12 @@ def estimate_pixel_size(image: np.ndarray, *, downsample: float = 1.0,
     lo = max(MIN_PERIOD_PX, field_um / (PLAUSIBLE_UM[1] * downsample))
     hi = min(length / MIN_FIELDS, field_um / (PLAUSIBLE_UM[0] * downsample))
     if hi <= lo * 1.01:
-        return _cannot(cannot, f"the image is too small to hold {MIN_FIELDS:g} fields of "
-                               f"{field_um:g} µm at a plausible RCM pixel size "
-                               f"({PLAUSIBLE_UM[0]:g}-{PLAUSIBLE_UM[1]:g} µm/px)")
+        return _cannot(
+            cannot,
+            f"the image is too small to hold {MIN_FIELDS:g} fields of "
+            f"{field_um:g} µm at a plausible RCM pixel size "
+            f"({PLAUSIBLE_UM[0]:g}-{PLAUSIBLE_UM[1]:g} µm/px)",
+        )
     periods = np.exp(np.arange(math.log(lo), math.log(hi), PERIOD_STEP))
     ax, ay = _comb(col, col_n, periods), _comb(row, row_n, periods)
     comb = _combined(ax, ay)
@@ -255,36 +269,55 @@ def estimate_pixel_size(image: np.ndarray, *, downsample: float = 1.0,
     scored = []
     for i in peaks:
         p = float(periods[i])
-        bowl = min(_bowl(col, col_n, p) if ax.usable[i] else 1.0,
-                   _bowl(row, row_n, p) if ay.usable[i] else 1.0)
+        bowl = min(
+            _bowl(col, col_n, p) if ax.usable[i] else 1.0,
+            _bowl(row, row_n, p) if ay.usable[i] else 1.0,
+        )
         ok = comb[i] >= COMB_ACCEPT or (comb[i] >= COMB_SUPPORT and bowl >= BOWL_ACCEPT)
         scored.append((ok, float(comb[i]) + BOWL_WEIGHT * max(bowl, 0.0), i, bowl))
     if _DEBUG:
-        print([(round(float(periods[i]), 1), round(v, 1), round(b, 2), o)
-               for o, v, i, b in scored])
+        print([(round(float(periods[i]), 1), round(v, 1), round(b, 2), o) for o, v, i, b in scored])
     scored.sort(key=lambda s: (not s[0], -s[1]))
     accepted, strength, best, bowl = scored[0]
     if not accepted:
-        return _cannot(cannot, "no repeating field grid shows in the column and row means "
-                               f"(seam comb {comb[best]:.1f}, needs {COMB_ACCEPT:g}; "
-                               f"vignetting {bowl:.2f})")
+        return _cannot(
+            cannot,
+            "no repeating field grid shows in the column and row means "
+            f"(seam comb {comb[best]:.1f}, needs {COMB_ACCEPT:g}; "
+            f"vignetting {bowl:.2f})",
+        )
     best = _fundamental(periods, comb, ax, ay, best)
     period = float(periods[best])
     # (below ~3.5 fields at p, 2p would be under two fields: not a mosaic to worry about)
     if 3.5 <= length / period < 2 * MIN_FIELDS and not all(
-            _every_tooth(axis, best, period) for axis in (ax, ay) if axis.usable[best]):
-        return _cannot(cannot, "every other seam of the repeating pattern is weak, so the "
-                               "fields may be twice as large; too few fields to tell")
+        _every_tooth(axis, best, period) for axis in (ax, ay) if axis.usable[best]
+    ):
+        return _cannot(
+            cannot,
+            "every other seam of the repeating pattern is weak, so the "
+            "fields may be twice as large; too few fields to tell",
+        )
     # a rival is accepted too, is no simple ratio of the period, and lies outside the
     # period's own peak (K fields across resolve the period to about 1/(2K))
     width = 0.5 * period / length
-    rival = max((s[1] for s in scored if s[0] and not _related(periods[s[2]], period)
-                 and abs(math.log(periods[s[2]] / period)) > width), default=0.0)
+    rival = max(
+        (
+            s[1]
+            for s in scored
+            if s[0]
+            and not _related(periods[s[2]], period)
+            and abs(math.log(periods[s[2]] / period)) > width
+        ),
+        default=0.0,
+    )
     strength = max(strength, float(comb[best]) + BOWL_WEIGHT * max(bowl, 0.0))
     if rival >= RIVAL_RATIO * strength:
-        return _cannot(cannot, "two field periods of similar strength compete (tissue "
-                               f"structure as regular as the field grid: {strength:.1f} vs "
-                               f"{rival:.1f})")
+        return _cannot(
+            cannot,
+            "two field periods of similar strength compete (tissue "
+            f"structure as regular as the field grid: {strength:.1f} vs "
+            f"{rival:.1f})",
+        )
     # do x and y, each on its own, peak at this period? (both must already show it)
     window = np.abs(np.log(periods / period)) < 0.05
     agree = True
@@ -295,10 +328,17 @@ def estimate_pixel_size(image: np.ndarray, *, downsample: float = 1.0,
     period_l0 = period * downsample
     pixel = field_um / period_l0
     z = float(comb[best])
-    confidence = float(np.clip((z - COMB_SUPPORT) / (2 * (COMB_HIGH - COMB_SUPPORT)) + 0.5 *
-                               min(max(bowl, 0.0) / (2 * BOWL_ACCEPT), 1.0), 0.0, 1.0))
-    high = (z >= COMB_HIGH and agree and ax.usable[best] and ay.usable[best]
-            and rival < 0.6 * strength)
+    confidence = float(
+        np.clip(
+            (z - COMB_SUPPORT) / (2 * (COMB_HIGH - COMB_SUPPORT))
+            + 0.5 * min(max(bowl, 0.0) / (2 * BOWL_ACCEPT), 1.0),
+            0.0,
+            1.0,
+        )
+    )
+    high = (
+        z >= COMB_HIGH and agree and ax.usable[best] and ay.usable[best] and rival < 0.6 * strength
+    )
     n_fields = length / period
     cues = []
     if z >= COMB_SUPPORT:
@@ -311,14 +351,22 @@ def estimate_pixel_size(image: np.ndarray, *, downsample: float = 1.0,
         f"means), so one pixel is about {pixel:.3g} µm. Check that the drawn grid follows "
         f"the seams."
     )
-    offset = tuple(float((axis.phase[best] + 1.0) % period) * downsample
-                   if axis.usable[best] else 0.0 for axis in (ax, ay))
-    return PixelSizeEstimate(pixel, round(confidence, 3), "high" if high else "medium", basis,
-                             period_l0, field_um, (offset[0], offset[1]))
+    offset = tuple(
+        float((axis.phase[best] + 1.0) % period) * downsample if axis.usable[best] else 0.0
+        for axis in (ax, ay)
+    )
+    return PixelSizeEstimate(
+        pixel,
+        round(confidence, 3),
+        "high" if high else "medium",
+        basis,
+        period_l0,
+        field_um,
+        (offset[0], offset[1]),
+    )
 
 
-def _fundamental(periods: np.ndarray, comb: np.ndarray, ax: _Axis, ay: _Axis,
-                 best: int) -> int:
+def _fundamental(periods: np.ndarray, comb: np.ndarray, ax: _Axis, ay: _Axis, best: int) -> int:
     """The shortest period p/m whose comb teeth all stand on seams.
 
     Multiples of the field period hit the same seams with fewer teeth, so they win on
@@ -370,8 +418,9 @@ def _related(p: float, period: float) -> bool:
     return any(abs(ratio * m / k - 1) < 0.03 for k in (1, 2, 3, 4) for m in (1, 2, 3, 4))
 
 
-def estimate_mosaic_pixel_size(mosaic: object, *, field_um: float = DEFAULT_FIELD_UM,
-                               max_side: int = 4096) -> PixelSizeEstimate:
+def estimate_mosaic_pixel_size(
+    mosaic: object, *, field_um: float = DEFAULT_FIELD_UM, max_side: int = 4096
+) -> PixelSizeEstimate:
     """``estimate_pixel_size`` on the sharpest level of a ``Mosaic`` at most ``max_side``."""
     info = mosaic.info  # type: ignore[attr-defined]
     level = len(info.levels) - 1

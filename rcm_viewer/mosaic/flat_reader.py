@@ -140,10 +140,20 @@ class FlatSource(ImageSource):
                 self._scale = scale
                 width, height = -(-width // scale), -(-height // scale)
                 decoded_bytes = width * height * channels * itemsize
-                note = "; ".join(filter(None, [note, (
-                    f"shown at 1/{scale} resolution: its {full_size[0]} x {full_size[1]} px "
-                    f"exceed the {describe_bytes(limit)} that a JPEG may take in memory "
-                    "(save it as a tiled TIFF to view full resolution)")]))
+                note = "; ".join(
+                    filter(
+                        None,
+                        [
+                            note,
+                            (
+                                f"shown at 1/{scale} resolution: its {full_size[0]} x "
+                                f"{full_size[1]} px exceed the {describe_bytes(limit)} that a "
+                                "JPEG may take in memory "
+                                "(save it as a tiled TIFF to view full resolution)"
+                            ),
+                        ],
+                    )
+                )
         if kind != "bmp" and decoded_bytes > limit:
             raise mosaic_error(
                 path,
@@ -168,8 +178,8 @@ class FlatSource(ImageSource):
                 PixelSizeCandidate(
                     25400.0 / float(dpi[0]) * self._scale,
                     "image-resolution",
-                    f"{fmt} {dpi[0]:g} dpi" + (f", x{self._scale} (reduced)" if self._scale > 1
-                                               else ""),
+                    f"{fmt} {dpi[0]:g} dpi"
+                    + (f", x{self._scale} (reduced)" if self._scale > 1 else ""),
                 )
             )
         bits = 16 if dtype == "uint16" else 8
@@ -187,8 +197,11 @@ class FlatSource(ImageSource):
             metadata={
                 "pillow_mode": mode,
                 **({"dpi": list(map(float, dpi))} if dpi else {}),
-                **({"decode_scale": self._scale, "full_size": list(full_size)}
-                   if self._scale > 1 else {}),
+                **(
+                    {"decode_scale": self._scale, "full_size": list(full_size)}
+                    if self._scale > 1
+                    else {}
+                ),
             },
             warnings=warnings,
             pixel_size_candidates=candidates,

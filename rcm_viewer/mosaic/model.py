@@ -49,7 +49,15 @@ PIXEL_SIZE_SOURCES = (
 SUPPORTED_DTYPES = ("uint8", "uint16")
 #: Pixel types opened through a ``PixelMap`` (see ``pixel_map.py``): float, signed, 32/64-bit.
 MAPPED_DTYPES = (
-    "int8", "int16", "int32", "int64", "uint32", "uint64", "float16", "float32", "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
 )
 
 
@@ -98,9 +106,11 @@ class PixelMap:
         if self.kind == "palette":
             colour = "gray" if self.palette_gray else "RGB colour"
             bits = 8 * (2 if self.source_dtype == "uint16" else 1)
-            return (f"{bits}-bit palette of {self.palette_entries} entries, shown as {colour}")
-        return (f"{describe_dtype(self.source_dtype)} values {self.low:g} to {self.high:g} "
-                f"mapped linearly to 16-bit 0-65535 (range from {self.sampled_from})")
+            return f"{bits}-bit palette of {self.palette_entries} entries, shown as {colour}"
+        return (
+            f"{describe_dtype(self.source_dtype)} values {self.low:g} to {self.high:g} "
+            f"mapped linearly to 16-bit 0-65535 (range from {self.sampled_from})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -110,9 +120,12 @@ class PixelMap:
             "description": self.describe(),
         }
         if self.kind == "linear":
-            out.update(low=self.low, high=self.high, sampled_from=self.sampled_from,
-                       formula="stored = round((value - low) / (high - low) * 65535), clipped; "
-                               "NaN -> 0")
+            out.update(
+                low=self.low,
+                high=self.high,
+                sampled_from=self.sampled_from,
+                formula="stored = round((value - low) / (high - low) * 65535), clipped; NaN -> 0",
+            )
         else:
             out.update(palette_entries=self.palette_entries, palette_gray=self.palette_gray)
         return out

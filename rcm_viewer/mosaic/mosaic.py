@@ -324,8 +324,11 @@ class Mosaic:
                                 progress(done, total)
                         if want_preview and len(finished_page0) >= first_pass:
                             want_preview = False
-                            preview(self._preview(buffers[-1][0].array, finished_page0,
-                                                  rows >> len(sizes)))
+                            preview(
+                                self._preview(
+                                    buffers[-1][0].array, finished_page0, rows >> len(sizes)
+                                )
+                            )
                     for f in as_completed(in_flight):
                         f.result()
                         done += 1
@@ -350,8 +353,9 @@ class Mosaic:
             downsample = src.info.downsample
             for (width, height), level_buffers in zip(sizes, buffers, strict=True):
                 downsample *= 2
-                built.append(_BuiltLevel(LevelInfo(width, height, downsample, stored=False),
-                                         level_buffers))
+                built.append(
+                    _BuiltLevel(LevelInfo(width, height, downsample, stored=False), level_buffers)
+                )
             with self._state_lock:
                 self._levels = (*self._levels, *built)
                 self._pending.clear()
@@ -594,9 +598,7 @@ def _assemble(
     scale = float(header.metadata.get("decode_scale", 1))  # a JPEG shown reduced
     user_um = remembered_pixel_size(path)
     if user_um is not None:
-        candidates.append(
-            PixelSizeCandidate(user_um * scale, "user", "pixel size set by the user")
-        )
+        candidates.append(PixelSizeCandidate(user_um * scale, "user", "pixel size set by the user"))
     sidecar, sidecar_path = read_sidecar(path)
     lesion_class = header.lesion_class
     if sidecar_path:
@@ -605,7 +607,8 @@ def _assemble(
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             candidates.append(
                 PixelSizeCandidate(
-                    float(value) * scale, "sidecar",
+                    float(value) * scale,
+                    "sidecar",
                     f"pixel_size_um in {Path(sidecar_path).name}",
                 )
             )

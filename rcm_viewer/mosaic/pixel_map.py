@@ -71,8 +71,12 @@ class MappedSource(ImageSource):
         else:
             low, high, sampled = _sample_range(inner)
             self.pixel_map = PixelMap(
-                kind="linear", source_dtype=header.dtype.name, stored_dtype="uint16",
-                low=low, high=high, sampled_from=sampled,
+                kind="linear",
+                source_dtype=header.dtype.name,
+                stored_dtype="uint16",
+                low=low,
+                high=high,
+                sampled_from=sampled,
             )
             self._lut = None
             self._low, self._scale = low, _U16_MAX / (high - low)
@@ -145,16 +149,14 @@ def _sample_range(source: ImageSource) -> tuple[float, float, str]:
                 for gx in range(GRID):
                     x0 = _snap((width - PATCH_PX) * gx // (GRID - 1), snap)
                     y0 = _snap((height - PATCH_PX) * gy // (GRID - 1), snap)
-                    patches.append(source.read(level, page, x0, y0, x0 + PATCH_PX,
-                                               y0 + PATCH_PX))
+                    patches.append(source.read(level, page, x0, y0, x0 + PATCH_PX, y0 + PATCH_PX))
         for patch in patches:
             values = patch[np.isfinite(patch)] if patch.dtype.kind == "f" else patch
             if values.size:
                 lows.append(float(values.min()))
                 highs.append(float(values.max()))
     where = f"level {level}" if len(header.stored_levels) > 1 else "the image"
-    sampled = (f"{where}, {width} x {height} px" if whole
-               else f"{GRID * GRID} patches of {where}")
+    sampled = f"{where}, {width} x {height} px" if whole else f"{GRID * GRID} patches of {where}"
     if len(pages) > 1:
         sampled += f", pages {', '.join(str(p + 1) for p in pages)}"
     if not lows:  # all NaN/inf: any range; everything maps to 0 (or 65535 for +inf)
@@ -196,6 +198,11 @@ def _palette_map(header: SourceHeader, path: Path) -> tuple[PixelMap, np.ndarray
     else:
         lut = np.ascontiguousarray(table8.T)
         stored = "uint8"
-    pm = PixelMap(kind="palette", source_dtype=header.dtype.name, stored_dtype=stored,
-                  palette_entries=entries, palette_gray=gray)
+    pm = PixelMap(
+        kind="palette",
+        source_dtype=header.dtype.name,
+        stored_dtype=stored,
+        palette_entries=entries,
+        palette_gray=gray,
+    )
     return pm, lut, lut.shape[1], not gray

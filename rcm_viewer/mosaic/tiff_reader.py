@@ -312,8 +312,9 @@ class TiffSource(ImageSource):
         photometric = int(kf.photometric)
         if photometric == _PALETTE and (name not in SUPPORTED_DTYPES or kf.samplesperpixel != 1):
             raise mosaic_error(
-                self.path, f"uses a colour palette with {describe_dtype(name)} indices, "
-                "which is not supported"
+                self.path,
+                f"uses a colour palette with {describe_dtype(name)} indices, "
+                "which is not supported",
             )
         if photometric == _YCBCR and int(kf.compression) not in _JPEG_COMPRESSIONS:
             raise mosaic_error(
@@ -467,7 +468,10 @@ class TiffSource(ImageSource):
             compression=compression,
             jpegtables=bytes(decode_kwargs.get("jpegtables") or b"") or None,
             strict_gray=(
-                compression == _JPEG and spp == 1 and itemsize == 1 and bits == 8
+                compression == _JPEG
+                and spp == 1
+                and itemsize == 1
+                and bits == 8
                 and int(kf.photometric) in (0, 1)
             ),
         )
@@ -755,8 +759,16 @@ class TiffSource(ImageSource):
             within = index % (plane.across * plane.down)
             ty, tx = divmod(within, plane.across)
             x0, y0 = tx * plane.seg_w, ty * plane.seg_h
-            out.append((level, page, x0, y0, min(x0 + plane.seg_w, plane.width),
-                        min(y0 + plane.seg_h, plane.height)))
+            out.append(
+                (
+                    level,
+                    page,
+                    x0,
+                    y0,
+                    min(x0 + plane.seg_w, plane.width),
+                    min(y0 + plane.seg_h, plane.height),
+                )
+            )
         return out
 
     def _read_rows_direct(

@@ -78,8 +78,9 @@ def export_report(
     if json_path is not None:
         _check_target(json_path, "report data")
     try:
-        report = build_report(store, case_id, options, progress=progress, cancel=cancel,
-                              mosaic_path=mosaic_path)
+        report = build_report(
+            store, case_id, options, progress=progress, cancel=cancel, mosaic_path=mosaic_path
+        )
     except ReportCancelled:
         return None
     except CaseStoreError as exc:

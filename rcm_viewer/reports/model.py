@@ -129,7 +129,8 @@ class ReportImage:
             "full_resolution_px_per_image_px": self.level0_per_px,
             "heatmap": self.overlay is not None,
             "scale_bar": (
-                None if self.scale_bar_um is None
+                None
+                if self.scale_bar_um is None
                 else {"length_um": self.scale_bar_um, "label": format_length(self.scale_bar_um)}
             ),
             "annotations": [o.label for o in self.outlines],
@@ -192,8 +193,13 @@ class ChecklistSection:
             "initial_score": self.initial_score,
             "revised_score": self.revised_score,
             "items": [
-                {"id": r.item_id, "label": r.label, "points": r.points,
-                 "initial": r.initial, "revised": r.revised}
+                {
+                    "id": r.item_id,
+                    "label": r.label,
+                    "points": r.points,
+                    "initial": r.initial,
+                    "revised": r.revised,
+                }
                 for r in self.rows
             ],
         }
@@ -211,9 +217,13 @@ class AssessmentSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "stage": self.stage, "diagnosis": self.diagnosis, "confidence": self.confidence,
-            "management": self.management, "reader": self.reader,
-            "committed_at": self.committed_at, "notes": self.notes,
+            "stage": self.stage,
+            "diagnosis": self.diagnosis,
+            "confidence": self.confidence,
+            "management": self.management,
+            "reader": self.reader,
+            "committed_at": self.committed_at,
+            "notes": self.notes,
         }
 
 
@@ -252,8 +262,7 @@ class AISection:
             "model_trust": self.model_trust,
             "unverified_model": bool(self.unverified_note),
             "probabilities": [
-                {"class_id": c, "class_name": n, "probability": p}
-                for c, n, p in self.probabilities
+                {"class_id": c, "class_name": n, "probability": p} for c, n, p in self.probabilities
             ],
             "top_class": self.top_class,
             "heatmap_class": self.heatmap_class,
@@ -393,8 +402,11 @@ def _measure(parts: list[tuple[str, np.ndarray]], pixel_um: float | None) -> str
             return f"area {area_um2:,.0f} µm²"
         return f"area {area_px:,.0f} px²"
     if "line" in kinds:
-        length_px = sum(float(np.sum(np.hypot(*np.diff(r, axis=0).T))) for k, r in parts
-                        if k == "line" and len(r) > 1)
+        length_px = sum(
+            float(np.sum(np.hypot(*np.diff(r, axis=0).T)))
+            for k, r in parts
+            if k == "line" and len(r) > 1
+        )
         if pixel_um:
             return f"length {format_length(round(length_px * pixel_um, 1))}"
         return f"length {length_px:,.0f} px"
@@ -437,18 +449,20 @@ def annotation_entries(
         x1, y1 = allpts.max(axis=0)
         criterion = properties.get("criterion")
         criterion = str(criterion) if criterion else None
-        entries.append(AnnotationEntry(
-            roi_id=str(feature.get("id", index)),
-            label=_label(properties),
-            shape=str(properties.get("shape") or geometry.get("type", "")).lower(),
-            geometry_type=str(geometry.get("type")),
-            criterion=criterion,
-            criterion_label=_criterion_label(criterion, checklists),
-            name=str(properties.get("name") or ""),
-            color=_color(properties),
-            bbox=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)),
-            measure=_measure(parts, pixel_um),
-        ))
+        entries.append(
+            AnnotationEntry(
+                roi_id=str(feature.get("id", index)),
+                label=_label(properties),
+                shape=str(properties.get("shape") or geometry.get("type", "")).lower(),
+                geometry_type=str(geometry.get("type")),
+                criterion=criterion,
+                criterion_label=_criterion_label(criterion, checklists),
+                name=str(properties.get("name") or ""),
+                color=_color(properties),
+                bbox=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)),
+                measure=_measure(parts, pixel_um),
+            )
+        )
         geometries.append(parts)
     return entries, geometries
 
@@ -485,7 +499,8 @@ def _assessment(assessment: Assessment, anonymise: bool) -> AssessmentSummary:
     if assessment.stage == "initial":
         committed = (
             ("committed" if anonymise else _when(assessment.committed_at, False))
-            if assessment.committed else "not committed"
+            if assessment.committed
+            else "not committed"
         )
     else:
         committed = None
@@ -522,28 +537,50 @@ def _checklists(
         if checklist is None:  # a checklist this installation does not know: list the raw answers
             ids = sorted(set(initial_answers) | set(revised_answers or {}))
             rows = tuple(
-                ChecklistRow(i, i, 0, ANSWER_LABELS.get(initial_answers.get(i) or "", "-"),
-                             None if revised_answers is None
-                             else ANSWER_LABELS.get(revised_answers.get(i) or "", "-"))
+                ChecklistRow(
+                    i,
+                    i,
+                    0,
+                    ANSWER_LABELS.get(initial_answers.get(i) or "", "-"),
+                    None
+                    if revised_answers is None
+                    else ANSWER_LABELS.get(revised_answers.get(i) or "", "-"),
+                )
                 for i in ids
             )
-            sections.append(ChecklistSection(checklist_id, f"{checklist_id} (unknown checklist)",
-                                             rows, "score", "not scored", None))
+            sections.append(
+                ChecklistSection(
+                    checklist_id,
+                    f"{checklist_id} (unknown checklist)",
+                    rows,
+                    "score",
+                    "not scored",
+                    None,
+                )
+            )
             continue
         rows = tuple(
             ChecklistRow(
-                item.id, item.label, item.points,
+                item.id,
+                item.label,
+                item.points,
                 ANSWER_LABELS.get(initial_answers.get(item.id) or "", "unanswered"),
-                None if revised_answers is None
+                None
+                if revised_answers is None
                 else ANSWER_LABELS.get(revised_answers.get(item.id) or "", "unanswered"),
             )
             for item in checklist.items
         )
-        sections.append(ChecklistSection(
-            checklist.id, checklist.title, rows, checklist.scoring.score_label,
-            _score_text(checklist, initial_answers),
-            None if revised_answers is None else _score_text(checklist, revised_answers),
-        ))
+        sections.append(
+            ChecklistSection(
+                checklist.id,
+                checklist.title,
+                rows,
+                checklist.scoring.score_label,
+                _score_text(checklist, initial_answers),
+                None if revised_answers is None else _score_text(checklist, revised_answers),
+            )
+        )
     return tuple(sections)
 
 
@@ -555,8 +592,8 @@ def _ai_section(record: CaseRecord) -> tuple[AISection, AIView | None]:
         note = (
             "AI result withheld: the reader's initial (unaided) assessment is not committed "
             "yet (reader-first)."
-            if record.ai_result_stored else
-            "No AI result: the reader's initial (unaided) assessment is not committed yet "
+            if record.ai_result_stored
+            else "No AI result: the reader's initial (unaided) assessment is not committed yet "
             "(reader-first)."
         )
         return AISection(False, note), None
@@ -565,23 +602,30 @@ def _ai_section(record: CaseRecord) -> tuple[AISection, AIView | None]:
     view = view_from_stored(record.ai_result)
     probs = tuple(
         (c, n, float(p))
-        for c, n, p in zip(view.class_ids, view.class_names, view.probabilities or (),
-                           strict=False)
+        for c, n, p in zip(view.class_ids, view.class_names, view.probabilities or (), strict=False)
     )
     note = SYNTHETIC_BANNER if view.synthetic else ""
     return AISection(
-        True, note, view.model_name, view.model_version, view.weights_sha256, view.synthetic,
-        probs, view.top_class, view.top_class if view.heatmap is not None else None,
-        None, view.model_trust,
+        True,
+        note,
+        view.model_name,
+        view.model_version,
+        view.weights_sha256,
+        view.synthetic,
+        probs,
+        view.top_class,
+        view.top_class if view.heatmap is not None else None,
+        None,
+        view.model_trust,
     ), view
 
 
 # --------------------------------------------------------------------------- images
 
 
-def _scale_bar(pixel_um: float | None, shape: tuple[int, ...], level0_per_px: float) -> tuple[
-    float | None, float | None
-]:
+def _scale_bar(
+    pixel_um: float | None, shape: tuple[int, ...], level0_per_px: float
+) -> tuple[float | None, float | None]:
     """A bar near a fifth of the long side (as the window's ~120 px), at most 60 % of the width."""
     if not pixel_um:
         return None, None
@@ -615,27 +659,46 @@ def _images(
     bar_um, bar_px = _scale_bar(pixel_um, pixels.shape, ds)
     if not pixel_um:
         notes.append("Pixel size unknown: no scale bar, sizes in pixels.")
-    images = [ReportImage("overview", "Mosaic overview with the region annotations", pixels, ds,
-                          outlines, scale_bar_um=bar_um, scale_bar_px=bar_px)]
+    images = [
+        ReportImage(
+            "overview",
+            "Mosaic overview with the region annotations",
+            pixels,
+            ds,
+            outlines,
+            scale_bar_um=bar_um,
+            scale_bar_px=bar_px,
+        )
+    ]
     if options.heatmap and view is not None and view.heatmap is not None and view.top_class:
         plane = view.heatmap[view.class_ids.index(view.top_class)]
         span_w, span_h = view.heatmap_span
         if span_w <= 0 or span_h <= 0:
             span_w, span_h = float(mosaic.info.width), float(mosaic.info.height)
         name = view.class_names[view.class_ids.index(view.top_class)]
-        images.append(ReportImage(
-            "heatmap", f"Heatmap of the most likely class ({name}) over the overview", pixels, ds,
-            outlines, overlay=heatmap_rgba(plane, options.colormap),
-            overlay_rect=(0.0, 0.0, span_w / ds, span_h / ds),
-            overlay_opacity=options.opacity, scale_bar_um=bar_um, scale_bar_px=bar_px,
-        ))
+        images.append(
+            ReportImage(
+                "heatmap",
+                f"Heatmap of the most likely class ({name}) over the overview",
+                pixels,
+                ds,
+                outlines,
+                overlay=heatmap_rgba(plane, options.colormap),
+                overlay_rect=(0.0, 0.0, span_w / ds, span_h / ds),
+                overlay_opacity=options.opacity,
+                scale_bar_um=bar_um,
+                scale_bar_px=bar_px,
+            )
+        )
     closeups: list[ReportImage] = []
     for index, (entry, parts) in enumerate(zip(entries, geometries, strict=True)):
         if cancel is not None and cancel():
             raise ReportCancelled()
         if index >= MAX_CLOSEUPS:
-            notes.append(f"Close-ups of the first {MAX_CLOSEUPS} annotations only "
-                         f"({len(entries)} in all; every one is listed).")
+            notes.append(
+                f"Close-ups of the first {MAX_CLOSEUPS} annotations only "
+                f"({len(entries)} in all; every one is listed)."
+            )
             break
         x, y, w, h = entry.bbox
         side_min = POINT_CLOSEUP_PX if entry.geometry_type in ("Point", "MultiPoint") else 32
@@ -662,10 +725,17 @@ def _images(
         crop_outlines = _outlines([entry], [parts], (lx0 * lds, ly0 * lds), scale)
         bar_um_c, bar_px_c = _scale_bar(pixel_um, crop.shape, scale)
         resolution = "full resolution" if scale <= 1.0 else f"1:{scale:g} of full resolution"
-        closeups.append(ReportImage(
-            f"closeup_{index + 1}", f"{index + 1}. {entry.label} ({resolution})", crop, scale,
-            crop_outlines, scale_bar_um=bar_um_c, scale_bar_px=bar_px_c,
-        ))
+        closeups.append(
+            ReportImage(
+                f"closeup_{index + 1}",
+                f"{index + 1}. {entry.label} ({resolution})",
+                crop,
+                scale,
+                crop_outlines,
+                scale_bar_um=bar_um_c,
+                scale_bar_px=bar_px_c,
+            )
+        )
     return images, closeups, " ".join(notes)
 
 
@@ -711,8 +781,10 @@ def build_report(
     if not path:
         image_note = "No mosaic file is recorded for this case: images left out."
     elif not Path(path).is_file():
-        image_note = (f"Mosaic file {Path(path).name} was not found (moved or deleted): "
-                      "report made from the stored case, without images.")
+        image_note = (
+            f"Mosaic file {Path(path).name} was not found (moved or deleted): "
+            "report made from the stored case, without images."
+        )
     else:
         try:
             mosaic = open_mosaic(path)
@@ -726,8 +798,9 @@ def build_report(
         closeups: list[ReportImage] = []
         if mosaic is not None:
             try:
-                images, closeups, note = _images(mosaic, record, view, options, entries,
-                                                 geometries, pixel_um, progress, cancel)
+                images, closeups, note = _images(
+                    mosaic, record, view, options, entries, geometries, pixel_um, progress, cancel
+                )
                 image_note = note
             except RcmError as exc:
                 image_note = f"Mosaic not readable ({exc}): report made from the stored case."
@@ -735,10 +808,10 @@ def build_report(
     finally:
         if mosaic is not None:
             mosaic.close()
-    readers = sorted({a.reader_name for a in (record.initial, record.revised)
-                      if a is not None and a.reader_name})
-    lesion_site = (record.lesion_site or record.current_assessment.lesion_site
-                   or "not recorded")
+    readers = sorted(
+        {a.reader_name for a in (record.initial, record.revised) if a is not None and a.reader_name}
+    )
+    lesion_site = record.lesion_site or record.current_assessment.lesion_site or "not recorded"
     histology = None
     if record.histology_diagnosis:
         histology = DIAGNOSIS_LABELS.get(record.histology_diagnosis, record.histology_diagnosis)

@@ -72,9 +72,12 @@ def compose_image(image: ReportImage) -> QImage:
     # the same size on paper as on a large one
     k = max(1, math.ceil(MIN_COMPOSE_PX / max(base.width(), base.height(), 1)))
     if k > 1:
-        base = base.scaled(base.width() * k, base.height() * k,
-                           Qt.AspectRatioMode.IgnoreAspectRatio,
-                           Qt.TransformationMode.FastTransformation)
+        base = base.scaled(
+            base.width() * k,
+            base.height() * k,
+            Qt.AspectRatioMode.IgnoreAspectRatio,
+            Qt.TransformationMode.FastTransformation,
+        )
     w, h = base.width(), base.height()
     painter = QPainter(base)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
@@ -98,17 +101,19 @@ def compose_image(image: ReportImage) -> QImage:
             radius = max(3.0, max(w, h) / 45) / k
             for p in points:
                 painter.drawEllipse(p, radius, radius)
-                painter.drawLine(QPointF(p.x() - 2 * radius, p.y()),
-                                 QPointF(p.x() - radius, p.y()))
-                painter.drawLine(QPointF(p.x() + radius, p.y()),
-                                 QPointF(p.x() + 2 * radius, p.y()))
+                painter.drawLine(QPointF(p.x() - 2 * radius, p.y()), QPointF(p.x() - radius, p.y()))
+                painter.drawLine(QPointF(p.x() + radius, p.y()), QPointF(p.x() + 2 * radius, p.y()))
     painter.resetTransform()
     if image.scale_bar_um is not None and image.scale_bar_px is not None:
         _scale_bar(painter, w, h, image.scale_bar_um, image.scale_bar_px * k)
     painter.end()
     if max(w, h) > EMBED_MAX_PX:
-        base = base.scaled(EMBED_MAX_PX, EMBED_MAX_PX, Qt.AspectRatioMode.KeepAspectRatio,
-                           Qt.TransformationMode.SmoothTransformation)
+        base = base.scaled(
+            EMBED_MAX_PX,
+            EMBED_MAX_PX,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
     return base
 
 
@@ -129,8 +134,14 @@ def _scale_bar(painter: QPainter, w: int, h: int, length_um: float, length_px: f
     painter.setPen(Qt.PenStyle.NoPen)
     painter.setBrush(QColor(0, 0, 0, 150))
     painter.drawRoundedRect(box, 4, 4)
-    painter.setPen(QPen(QColor(255, 255, 255), max(2.0, max(w, h) / 200), Qt.PenStyle.SolidLine,
-                        Qt.PenCapStyle.FlatCap))
+    painter.setPen(
+        QPen(
+            QColor(255, 255, 255),
+            max(2.0, max(w, h) / 200),
+            Qt.PenStyle.SolidLine,
+            Qt.PenCapStyle.FlatCap,
+        )
+    )
     painter.drawLine(QPointF(x0, y), QPointF(x1, y))
     painter.setPen(QColor(255, 255, 255))
     text_w = metrics.horizontalAdvance(label)
@@ -186,24 +197,32 @@ def build_html(report: Report, add_image: Callable[[str, QImage], str]) -> str:
     """The report as HTML for QTextDocument; ``add_image(key, image)`` returns its URL."""
     parts: list[str] = []
     title = _e(report.institution) if report.institution else "rcm-viewer"
-    parts.append(f"<h1>{title}</h1><p><b>RCM reader report</b>"
-                 f"{' (anonymised)' if report.options.anonymise else ''}</p>")
+    parts.append(
+        f"<h1>{title}</h1><p><b>RCM reader report</b>"
+        f"{' (anonymised)' if report.options.anonymise else ''}</p>"
+    )
     header = [
         ("Case", report.case_id),
-        ("Patient pseudonym", report.pseudonym if report.pseudonym is not None
-         else "removed (anonymised)"),
+        (
+            "Patient pseudonym",
+            report.pseudonym if report.pseudonym is not None else "removed (anonymised)",
+        ),
         ("Lesion site", report.lesion_site),
         ("Acquisition date", report.acquisition_date or "removed (anonymised)"),
         ("Report date", report.report_date or "removed (anonymised)"),
         ("Reader", report.readers),
-        ("Mosaic", report.mosaic_name or ("removed (anonymised)" if report.options.anonymise
-                                          else "not recorded")),
+        (
+            "Mosaic",
+            report.mosaic_name
+            or ("removed (anonymised)" if report.options.anonymise else "not recorded"),
+        ),
         ("Pixel size", f"{report.pixel_size_um:g} µm/px" if report.pixel_size_um else "unknown"),
     ]
     rows = []
     for i in range(0, len(header), 2):
-        cells = "".join(f"<td class='label'>{_e(k)}</td><td><b>{_e(v)}</b></td>"
-                        for k, v in header[i:i + 2])
+        cells = "".join(
+            f"<td class='label'>{_e(k)}</td><td><b>{_e(v)}</b></td>" for k, v in header[i : i + 2]
+        )
         rows.append(f"<tr>{cells}</tr>")
     parts.append(f"<table width='100%' cellspacing='0'>{''.join(rows)}</table>")
     if report.ai.shown and report.ai.synthetic:
@@ -223,11 +242,15 @@ def build_html(report: Report, add_image: Callable[[str, QImage], str]) -> str:
             caption = _e(image.caption)
             if image.overlay is not None:
                 legend = add_image("legend", legend_image(report.options.colormap))
-                caption += (f"<br/><img src='{legend}' width='{css_w - 80}' height='8'/><br/>"
-                            "<span class='small'>heatmap: low &#8594; high activation "
-                            f"({_e(report.options.colormap)}, relative)</span>")
-            cells.append(f"<td align='center'><img src='{url}' width='{css_w}' "
-                         f"height='{css_h}'/><br/><span class='caption'>{caption}</span></td>")
+                caption += (
+                    f"<br/><img src='{legend}' width='{css_w - 80}' height='8'/><br/>"
+                    "<span class='small'>heatmap: low &#8594; high activation "
+                    f"({_e(report.options.colormap)}, relative)</span>"
+                )
+            cells.append(
+                f"<td align='center'><img src='{url}' width='{css_w}' "
+                f"height='{css_h}'/><br/><span class='caption'>{caption}</span></td>"
+            )
         parts.append(f"<table cellspacing='4'><tr>{''.join(cells)}</tr></table>")
 
     # AI
@@ -237,25 +260,35 @@ def build_html(report: Report, add_image: Callable[[str, QImage], str]) -> str:
         parts.append(f"<p class='note'>{_e(ai.note)}</p>")
     else:
         when = f", result of {ai.created_at}" if ai.created_at else ""
-        parts.append(f"<p>Model: <b>{_e(ai.model_name)} {_e(ai.model_version)}</b>{_e(when)}"
-                     f"<br/><span class='small'>weights sha256 {_e(ai.weights_sha256)}"
-                     "</span></p>")
+        parts.append(
+            f"<p>Model: <b>{_e(ai.model_name)} {_e(ai.model_version)}</b>{_e(when)}"
+            f"<br/><span class='small'>weights sha256 {_e(ai.weights_sha256)}"
+            "</span></p>"
+        )
         if ai.unverified_note:
             parts.append(f"<p class='note'><b>{_e(ai.unverified_note)}</b></p>")
         rows = []
         for class_id, name, p in ai.probabilities:
             url = add_image(f"bar_{class_id}", bar_image(p, class_id == ai.top_class))
-            rows.append(f"<tr><td>{_e(name)}</td><td><img src='{url}' width='200' "
-                        f"height='14'/></td><td align='right'><b>{p * 100:.0f}%</b></td></tr>")
+            rows.append(
+                f"<tr><td>{_e(name)}</td><td><img src='{url}' width='200' "
+                f"height='14'/></td><td align='right'><b>{p * 100:.0f}%</b></td></tr>"
+            )
         parts.append(f"<table cellspacing='0'>{''.join(rows)}</table>")
-        parts.append("<p class='small'>Calibrated probabilities for the whole mosaic; "
-                     "the AI is an aid to the reader, not a diagnosis.</p>")
+        parts.append(
+            "<p class='small'>Calibrated probabilities for the whole mosaic; "
+            "the AI is an aid to the reader, not a diagnosis.</p>"
+        )
 
     # assessments
     parts.append("<h2>Reader assessments</h2>")
     initial, revised = report.initial, report.revised
-    fields = [("Diagnosis", "diagnosis"), ("Confidence", "confidence"),
-              ("Management", "management"), ("Reader", "reader")]
+    fields = [
+        ("Diagnosis", "diagnosis"),
+        ("Confidence", "confidence"),
+        ("Management", "management"),
+        ("Reader", "reader"),
+    ]
     head = "<th>Initial (unaided)</th>" + ("<th>Revised (after AI)</th>" if revised else "")
     rows = [f"<tr><th></th>{head}</tr>"]
     for label, name in fields:
@@ -264,11 +297,15 @@ def build_html(report: Report, add_image: Callable[[str, QImage], str]) -> str:
             cells += f"<td>{_e(getattr(revised, name))}</td>"
         rows.append(f"<tr><td class='label'>{label}</td>{cells}</tr>")
     if initial.committed_at:
-        rows.append(f"<tr><td class='label'>Initial committed</td><td>"
-                    f"{_e(initial.committed_at)}</td>{'<td></td>' if revised else ''}</tr>")
+        rows.append(
+            f"<tr><td class='label'>Initial committed</td><td>"
+            f"{_e(initial.committed_at)}</td>{'<td></td>' if revised else ''}</tr>"
+        )
     parts.append(f"<table width='100%' cellspacing='0' border='0.5'>{''.join(rows)}</table>")
-    for summary, title in ((initial, "Notes, initial assessment"),
-                           (revised, "Notes, revised assessment")):
+    for summary, title in (
+        (initial, "Notes, initial assessment"),
+        (revised, "Notes, revised assessment"),
+    ):
         if summary is not None and summary.notes.strip():
             if summary is revised and revised.notes == initial.notes:
                 continue
@@ -279,8 +316,10 @@ def build_html(report: Report, add_image: Callable[[str, QImage], str]) -> str:
         head += "<th>Revised</th>" if section.revised_score is not None else ""
         rows = [f"<tr>{head}</tr>"]
         for row in section.rows:
-            cells = (f"<td>{_e(row.label)}</td><td align='center'>{row.points:+d}</td>"
-                     f"<td>{_e(row.initial)}</td>")
+            cells = (
+                f"<td>{_e(row.label)}</td><td align='center'>{row.points:+d}</td>"
+                f"<td>{_e(row.initial)}</td>"
+            )
             if section.revised_score is not None:
                 cells += f"<td>{_e(row.revised or '')}</td>"
             rows.append(f"<tr>{cells}</tr>")
@@ -289,8 +328,10 @@ def build_html(report: Report, add_image: Callable[[str, QImage], str]) -> str:
         if section.revised_score is not None:
             score += f"<td><b>{_e(section.revised_score)}</b></td>"
         rows.append(f"<tr>{score}</tr>")
-        parts.append(f"<p><b>{_e(section.title)}</b></p>"
-                     f"<table width='100%' cellspacing='0' border='0.5'>{''.join(rows)}</table>")
+        parts.append(
+            f"<p><b>{_e(section.title)}</b></p>"
+            f"<table width='100%' cellspacing='0' border='0.5'>{''.join(rows)}</table>"
+        )
     if report.histology:
         parts.append(f"<h2>Histology</h2><p>{_e(report.histology)}</p>")
 
@@ -299,14 +340,18 @@ def build_html(report: Report, add_image: Callable[[str, QImage], str]) -> str:
     if not report.annotations:
         parts.append("<p>No region annotations.</p>")
     else:
-        rows = ["<tr><th>#</th><th>Label</th><th>Shape</th><th>Criterion</th>"
-                "<th>Size</th><th>Note</th></tr>"]
+        rows = [
+            "<tr><th>#</th><th>Label</th><th>Shape</th><th>Criterion</th>"
+            "<th>Size</th><th>Note</th></tr>"
+        ]
         for i, a in enumerate(report.annotations, start=1):
             swatch = "#{:02x}{:02x}{:02x}".format(*a.color)
-            rows.append(f"<tr><td><font color='{swatch}'>&#9632;</font> {i}</td>"
-                        f"<td>{_e(a.label)}</td><td>{_e(a.shape)}</td>"
-                        f"<td>{_e(a.criterion_label or a.criterion or '')}</td>"
-                        f"<td>{_e(a.measure)}</td><td>{_e(a.name)}</td></tr>")
+            rows.append(
+                f"<tr><td><font color='{swatch}'>&#9632;</font> {i}</td>"
+                f"<td>{_e(a.label)}</td><td>{_e(a.shape)}</td>"
+                f"<td>{_e(a.criterion_label or a.criterion or '')}</td>"
+                f"<td>{_e(a.measure)}</td><td>{_e(a.name)}</td></tr>"
+            )
         parts.append(f"<table width='100%' cellspacing='0' border='0.5'>{''.join(rows)}</table>")
         if report.closeups:
             cells = []
@@ -314,11 +359,14 @@ def build_html(report: Report, add_image: Callable[[str, QImage], str]) -> str:
                 url = add_image(image.key, compose_image(image))
                 w, h = image.size
                 scale = CLOSEUP_CSS_PX / max(w, h, 1)
-                cells.append(f"<td align='center'><img src='{url}' width='{int(w * scale)}' "
-                             f"height='{int(h * scale)}'/><br/><span class='caption'>"
-                             f"{_e(image.caption)}</span></td>")
-            grid = "".join("<tr>" + "".join(cells[i:i + 3]) + "</tr>"
-                           for i in range(0, len(cells), 3))
+                cells.append(
+                    f"<td align='center'><img src='{url}' width='{int(w * scale)}' "
+                    f"height='{int(h * scale)}'/><br/><span class='caption'>"
+                    f"{_e(image.caption)}</span></td>"
+                )
+            grid = "".join(
+                "<tr>" + "".join(cells[i : i + 3]) + "</tr>" for i in range(0, len(cells), 3)
+            )
             parts.append(f"<p><b>Close-ups</b></p><table cellspacing='4'>{grid}</table>")
 
     parts.append(f"<h2>Intended use</h2><p class='small'>{_e(report.intended_use)}</p>")
@@ -340,9 +388,14 @@ def render_pdf(report: Report) -> bytes:
     writer.setResolution(DPI)
     writer.setCreator(f"rcm-viewer {report.software_version}")
     writer.setTitle(f"RCM report, case {report.case_id}")
-    writer.setPageLayout(QPageLayout(QPageSize(PAGE_SIZES[report.options.paper]),
-                                     QPageLayout.Orientation.Portrait,
-                                     QMarginsF(15, 14, 15, 12), QPageLayout.Unit.Millimeter))
+    writer.setPageLayout(
+        QPageLayout(
+            QPageSize(PAGE_SIZES[report.options.paper]),
+            QPageLayout.Orientation.Portrait,
+            QMarginsF(15, 14, 15, 12),
+            QPageLayout.Unit.Millimeter,
+        )
+    )
     document = QTextDocument()
     document.documentLayout().setPaintDevice(writer)
     font = QFont()
@@ -371,14 +424,17 @@ def render_pdf(report: Report) -> bytes:
                 writer.newPage()
             painter.save()
             painter.translate(0, -page * body.height())
-            document.drawContents(painter, QRectF(0, page * body.height(),
-                                                  body.width(), body.height()))
+            document.drawContents(
+                painter, QRectF(0, page * body.height(), body.width(), body.height())
+            )
             painter.restore()
             painter.setFont(footer_font)
             painter.setPen(QColor(90, 90, 90))
             y = paint.height() - footer_h * 0.25
-            left = (f"rcm-viewer {report.software_version} · case {report.case_id} · "
-                    "reader-assist tool, not a diagnostic device")
+            left = (
+                f"rcm-viewer {report.software_version} · case {report.case_id} · "
+                "reader-assist tool, not a diagnostic device"
+            )
             painter.drawText(QPointF(0, y), left)
             right = f"page {page + 1} of {pages}"
             width = painter.fontMetrics().horizontalAdvance(right)

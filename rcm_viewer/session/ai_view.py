@@ -137,7 +137,8 @@ def view_from_stored(result: AIResult) -> AIView:
         f"Saved result from {result.created_at:%Y-%m-%d %H:%M}.",
         ood_score=result.ood_score,
         in_distribution=result.in_distribution,
-        model_trust="unverified: when this result was saved" if UNVERIFIED_FLAG in result.flags
+        model_trust="unverified: when this result was saved"
+        if UNVERIFIED_FLAG in result.flags
         else "",
     )
 

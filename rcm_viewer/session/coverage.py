@@ -57,9 +57,16 @@ def _unpack_bits(text: str, shape: tuple[int, int]) -> np.ndarray:
 class ReviewCoverage:
     """A coarse grid over one mosaic; see the module docstring."""
 
-    def __init__(self, width: int, height: int, *, cell_px: float = DEFAULT_CELL_PX,
-                 max_cells: int = DEFAULT_MAX_CELLS, min_zoom: float = DEFAULT_MIN_ZOOM,
-                 max_dwell_s: float = MAX_DWELL_S) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        cell_px: float = DEFAULT_CELL_PX,
+        max_cells: int = DEFAULT_MAX_CELLS,
+        min_zoom: float = DEFAULT_MIN_ZOOM,
+        max_dwell_s: float = MAX_DWELL_S,
+    ) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"cannot track coverage of a {width} x {height} mosaic")
         cell = max(1.0, float(cell_px))
@@ -117,10 +124,14 @@ class ReviewCoverage:
             return
         tissue_px = values > MARGIN_LEVEL * bright
         oh, ow = tissue_px.shape
-        col_of = np.minimum(((np.arange(ow) + 0.5) * (self.width / ow) // self.cell_px)
-                            .astype(np.int64), self.cols - 1)
-        row_of = np.minimum(((np.arange(oh) + 0.5) * (self.height / oh) // self.cell_px)
-                            .astype(np.int64), self.rows - 1)
+        col_of = np.minimum(
+            ((np.arange(ow) + 0.5) * (self.width / ow) // self.cell_px).astype(np.int64),
+            self.cols - 1,
+        )
+        row_of = np.minimum(
+            ((np.arange(oh) + 0.5) * (self.height / oh) // self.cell_px).astype(np.int64),
+            self.rows - 1,
+        )
         index = (row_of[:, None] * self.cols + col_of[None, :]).ravel()
         n = self.rows * self.cols
         total = np.bincount(index, minlength=n)
@@ -186,8 +197,7 @@ class ReviewCoverage:
         tissue = int(self.tissue.sum())
         return float((seen & self.tissue).sum()) / tissue if tissue else 0.0
 
-    def was_reviewed(self, rect: Rect, *, min_share: float = 0.5,
-                     at_commit: bool = True) -> bool:
+    def was_reviewed(self, rect: Rect, *, min_share: float = 0.5, at_commit: bool = True) -> bool:
         """Were at least ``min_share`` of the (tissue) cells under ``rect`` seen?
 
         ``at_commit``: as of the commit of the unaided assessment, when there was one.
@@ -212,8 +222,12 @@ class ReviewCoverage:
             "tissue_cells": int(self.tissue.sum()),
             "seen_tissue_cells": int((self.seen & self.tissue).sum()),
             "min_zoom": self.min_zoom,
-            "median_dwell_s": round(float(np.median(self.dwell[self.seen & self.tissue]))
-                                    if (self.seen & self.tissue).any() else 0.0, 2),
+            "median_dwell_s": round(
+                float(np.median(self.dwell[self.seen & self.tissue]))
+                if (self.seen & self.tissue).any()
+                else 0.0,
+                2,
+            ),
         }
         if self.seen_at_commit is not None:
             out["share_reviewed_at_commit"] = round(self.share_reviewed(at_commit=True), 4)
@@ -250,8 +264,9 @@ class ReviewCoverage:
             cell = float(data["cell_px"])
             if not cell >= 1:
                 return None
-            coverage = cls(width, height, cell_px=cell, max_cells=10**12,
-                           min_zoom=float(data["min_zoom"]))
+            coverage = cls(
+                width, height, cell_px=cell, max_cells=10**12, min_zoom=float(data["min_zoom"])
+            )
             shape = (coverage.rows, coverage.cols)
             coverage.seen = _unpack_bits(data["seen"], shape)
             coverage.tissue = _unpack_bits(data["tissue"], shape)
@@ -278,5 +293,10 @@ def coverage_from_view_state(view_state: Any, width: int, height: int) -> Review
     return ReviewCoverage.from_dict(view_state.get(VIEW_STATE_KEY), width, height)
 
 
-__all__ = ["DEFAULT_CELL_PX", "DEFAULT_MIN_ZOOM", "VIEW_STATE_KEY", "ReviewCoverage",
-           "coverage_from_view_state"]
+__all__ = [
+    "DEFAULT_CELL_PX",
+    "DEFAULT_MIN_ZOOM",
+    "VIEW_STATE_KEY",
+    "ReviewCoverage",
+    "coverage_from_view_state",
+]

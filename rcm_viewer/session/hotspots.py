@@ -35,8 +35,9 @@ class Hotspot:
     rect: tuple[float, float, float, float]  # level-0 (x, y, width, height)
 
 
-def suppression_radius_px(radius_um: float | None, pixel_size_um: float | None,
-                          radius_px: float | None = None) -> float:
+def suppression_radius_px(
+    radius_um: float | None, pixel_size_um: float | None, radius_px: float | None = None
+) -> float:
     """The radius in level-0 px: µm when the pixel size is known, else px, else the default."""
     if radius_um is not None and pixel_size_um:
         return float(radius_um) / float(pixel_size_um)
@@ -114,23 +115,42 @@ def find_hotspots(
         if radius > 0:
             ys, xs = np.nonzero(near_y)[0], np.nonzero(near_x)[0]
             if ys.size and xs.size:
-                block = ((cx[xs][None, :] - cx[c]) ** 2 + (cy[ys][:, None] - cy[r]) ** 2
-                         <= radius * radius)
-                sub = work[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
+                block = (cx[xs][None, :] - cx[c]) ** 2 + (
+                    cy[ys][:, None] - cy[r]
+                ) ** 2 <= radius * radius
+                sub = work[ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1]
                 sub[block] = -math.inf
         work[r, c] = -math.inf
     return found
 
 
-def hotspots_of_view(view, class_id: str | None = None, *, count: int = DEFAULT_COUNT,
-                     radius_px: float = DEFAULT_RADIUS_PX,
-                     min_value: float = 0.05) -> list[Hotspot]:
+def hotspots_of_view(
+    view,
+    class_id: str | None = None,
+    *,
+    count: int = DEFAULT_COUNT,
+    radius_px: float = DEFAULT_RADIUS_PX,
+    min_value: float = 0.05,
+) -> list[Hotspot]:
     """``find_hotspots`` on an ``AIView`` ([] when it has no heatmap)."""
     if view is None or view.heatmap is None:
         return []
-    return find_hotspots(view.heatmap, view.heatmap_span, view.class_ids, class_id,
-                         count=count, radius_px=radius_px, min_value=min_value)
+    return find_hotspots(
+        view.heatmap,
+        view.heatmap_span,
+        view.class_ids,
+        class_id,
+        count=count,
+        radius_px=radius_px,
+        min_value=min_value,
+    )
 
 
-__all__ = ["DEFAULT_COUNT", "DEFAULT_RADIUS_PX", "Hotspot", "find_hotspots",
-           "hotspots_of_view", "suppression_radius_px"]
+__all__ = [
+    "DEFAULT_COUNT",
+    "DEFAULT_RADIUS_PX",
+    "Hotspot",
+    "find_hotspots",
+    "hotspots_of_view",
+    "suppression_radius_px",
+]

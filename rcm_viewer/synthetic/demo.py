@@ -24,8 +24,7 @@ def write_demo_mosaics(out_dir: Path) -> list[Path]:
     written = []
     for name, spec in DEMO_SPECS.items():
         path = Path(out_dir) / f"demo_{name}.tif"
-        written.append(write_tiff(SyntheticMosaic(spec), path, compression="jpeg",
-                                  jpeg_quality=80))
+        written.append(write_tiff(SyntheticMosaic(spec), path, compression="jpeg", jpeg_quality=80))
     return written
 
 

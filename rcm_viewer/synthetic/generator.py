@@ -115,12 +115,21 @@ def _draw_acquisition(spec: MosaicSpec) -> Acquisition:
                     missing.add((fx, fy))
     area_mm2 = width_um * height_um / 1e6
     artefacts: list[Artefact] = []
-    for kind, rate, size in (("bubble", 0.06, (60.0, 220.0)), ("fold", 0.04, (150.0, 500.0)),
-                             ("glare", 0.25, (12.0, 45.0))):
-        for _ in range(min(int(rng.poisson(rate * area_mm2 + (0.3 if kind == "glare" else 0))),
-                           6)):
-            artefacts.append(Artefact(kind, float(u(0, width_um)), float(u(0, height_um)),
-                                      float(u(*size)), float(u(0, 2 * np.pi))))
+    for kind, rate, size in (
+        ("bubble", 0.06, (60.0, 220.0)),
+        ("fold", 0.04, (150.0, 500.0)),
+        ("glare", 0.25, (12.0, 45.0)),
+    ):
+        for _ in range(min(int(rng.poisson(rate * area_mm2 + (0.3 if kind == "glare" else 0))), 6)):
+            artefacts.append(
+                Artefact(
+                    kind,
+                    float(u(0, width_um)),
+                    float(u(0, height_um)),
+                    float(u(*size)),
+                    float(u(0, 2 * np.pi)),
+                )
+            )
     return Acquisition(
         target_a=float(u(1.3, 2.6)),
         target_b=float(u(2.0, 5.5)),
@@ -143,8 +152,9 @@ class SyntheticMosaic:
         spec.validate()
         self.spec = spec
         class_index = LESION_CLASSES.index(spec.lesion_class)
-        self.params = draw_params(spec.lesion_class, np.random.default_rng([spec.seed, class_index,
-                                                                             104729]))
+        self.params = draw_params(
+            spec.lesion_class, np.random.default_rng([spec.seed, class_index, 104729])
+        )
         self.acquisition = _draw_acquisition(spec)
         self._morph_seed = int(
             np.random.SeedSequence([spec.seed, class_index]).generate_state(1)[0]
@@ -189,8 +199,9 @@ class SyntheticMosaic:
         position; a dither far below one grey level spreads them out.
         """
         p = self.spec.pixel_size_um
-        tissue = render_tissue(self.spec.lesion_class, self.params, self._morph_seed, x * p,
-                               y * p, (h, w), p * stride)
+        tissue = render_tissue(
+            self.spec.lesion_class, self.params, self._morph_seed, x * p, y * p, (h, w), p * stride
+        )
         xs = (x + np.arange(w) * stride)[None, :]
         ys = (y + np.arange(h) * stride)[:, None]
         return tissue + (2e-3 * hash_uniform(self.spec.seed, _L_DITHER, xs, ys)).astype(np.float32)
@@ -277,7 +288,7 @@ class SyntheticMosaic:
             for x in range(0, spec.width, RENDER_CHUNK):
                 h = min(RENDER_CHUNK, spec.height - y)
                 w = min(RENDER_CHUNK, spec.width - x)
-                out[y:y + h, x:x + w] = self.render(x, y, w, h)
+                out[y : y + h, x : x + w] = self.render(x, y, w, h)
         return out
 
     def metadata(self) -> dict[str, Any]:
@@ -354,18 +365,18 @@ def write_tiff(
             band = np.empty((bh, width), dtype=dtype)
             for x in range(0, width, RENDER_CHUNK):
                 w = min(RENDER_CHUNK, width - x)
-                band[:, x:x + w] = mosaic.render(x, y, w, bh)
+                band[:, x : x + w] = mosaic.render(x, y, w, bh)
             reduced, row = band, y
             for level in levels:
                 reduced = _halve(reduced)
                 row //= 2
-                level[row:row + reduced.shape[0], :reduced.shape[1]] = reduced
+                level[row : row + reduced.shape[0], : reduced.shape[1]] = reduced
             for ty in range(0, bh, tile):
                 for tx in range(0, width, tile):
-                    block = band[ty:ty + tile, tx:tx + tile]
+                    block = band[ty : ty + tile, tx : tx + tile]
                     if block.shape != (tile, tile):
                         padded = np.zeros((tile, tile), dtype=dtype)
-                        padded[:block.shape[0], :block.shape[1]] = block
+                        padded[: block.shape[0], : block.shape[1]] = block
                         block = padded
                     yield block
             if progress is not None:
@@ -384,8 +395,11 @@ def write_tiff(
         "Description": json.dumps(meta),
         "MapAnnotation": {k: str(v) for k, v in meta.items()},
         # A UUID derived from the spec keeps "same seed, same bytes".
-        "UUID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"rcm-viewer-synthetic:{sorted(meta.items())}"
-                               f":{width}x{height}")),
+        "UUID": str(
+            uuid.uuid5(
+                uuid.NAMESPACE_URL, f"rcm-viewer-synthetic:{sorted(meta.items())}:{width}x{height}"
+            )
+        ),
     }
     with tifffile.TiffWriter(path, bigtiff=bigtiff, ome=True) as tif:
         tif.write(
@@ -476,8 +490,10 @@ def write_dataset(
         except OSError as exc:
             raise SyntheticError(f"cannot write {out_dir / rel}: {exc.strerror or exc}") from exc
         written.append(out_dir / rel)
-        rows.append(f"{rel.as_posix()},{spec.lesion_class},{spec.seed},{spec.pixel_size_um},"
-                    f"{spec.width},{spec.height},{spec.bits}")
+        rows.append(
+            f"{rel.as_posix()},{spec.lesion_class},{spec.seed},{spec.pixel_size_um},"
+            f"{spec.width},{spec.height},{spec.bits}"
+        )
         if progress is not None:
             progress(n, len(specs), out_dir / rel)
     (out_dir / "dataset.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -485,8 +501,17 @@ def write_dataset(
         "Synthetic RCM-like mosaics made by `rcm-viewer synth` (procedural, no patient data).\n"
         "For testing and demonstration only; not for diagnosis.\n"
         f"Generator version {GENERATOR_VERSION}; parameters: "
-        + json.dumps({"per_class": per_class, "width": width, "height": height, "seed": seed,
-                      "pixel_size_um": pixel_size_um, "bits": bits, "classes": list(classes)})
+        + json.dumps(
+            {
+                "per_class": per_class,
+                "width": width,
+                "height": height,
+                "seed": seed,
+                "pixel_size_um": pixel_size_um,
+                "bits": bits,
+                "classes": list(classes),
+            }
+        )
         + "\n",
         encoding="utf-8",
     )

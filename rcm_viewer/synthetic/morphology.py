@@ -35,9 +35,32 @@ CLASS_DISPLAY_NAMES = {
 }
 
 # Noise layer ids: one per independent random field.
-(L_DEPTH, L_FIBRE, L_EPI, L_BREAK, L_WARPX, L_WARPY, L_PAP, L_BASAL, L_NEST, L_NESTCELL,
- L_PAPFILL, L_PAGETOID, L_ATYPICAL, L_PAPCELL, L_DOTS, L_POLAR, L_POLMASK, L_ISLAND,
- L_ISLCELL, L_VESSEL, L_VESMASK, L_RBC, L_DENDRITIC, L_BLOTCH) = range(1, 25)
+(
+    L_DEPTH,
+    L_FIBRE,
+    L_EPI,
+    L_BREAK,
+    L_WARPX,
+    L_WARPY,
+    L_PAP,
+    L_BASAL,
+    L_NEST,
+    L_NESTCELL,
+    L_PAPFILL,
+    L_PAGETOID,
+    L_ATYPICAL,
+    L_PAPCELL,
+    L_DOTS,
+    L_POLAR,
+    L_POLMASK,
+    L_ISLAND,
+    L_ISLCELL,
+    L_VESSEL,
+    L_VESMASK,
+    L_RBC,
+    L_DENDRITIC,
+    L_BLOTCH,
+) = range(1, 25)
 
 
 def draw_params(lesion_class: str, rng: np.random.Generator) -> dict[str, Any]:
@@ -148,21 +171,38 @@ def render_tissue(
         hc, outline, nucleus = _honeycomb(x, y, p["cell_um"], p["outline_um"], seed, L_EPI, 0.8)
         epi = 0.2 + 0.06 * hc.cell_value + 0.5 * outline - 0.08 * nucleus
         s = p["papilla_spacing_um"]
-        pap = BlobField(x / s, y / s, seed, L_PAP, presence=0.92, r_min=p["papilla_radius"][0],
-                        r_max=p["papilla_radius"][1], lobulation=0.06)
+        pap = BlobField(
+            x / s,
+            y / s,
+            seed,
+            L_PAP,
+            presence=0.92,
+            r_min=p["papilla_radius"][0],
+            r_max=p["papilla_radius"][1],
+            lobulation=0.06,
+        )
         cob, _ = _cobblestone(x, y, 7.0, seed, L_BASAL)
         radius_um = pap.radius * s
         inside = 1.0 - smoothstep(0.92, 1.0, pap.rho)
         rim_end = 1.0 + p["rim_um"] / radius_um
-        rim = smoothstep(0.95, 1.02, pap.rho) * (1.0 - smoothstep(rim_end - 0.05, rim_end + 0.05,
-                                                                  pap.rho))
+        rim = smoothstep(0.95, 1.02, pap.rho) * (
+            1.0 - smoothstep(rim_end - 0.05, rim_end + 0.05, pap.rho)
+        )
         interior = 0.05 + 0.05 * fine + 0.08 * fibres
         dej = 0.26 + 0.3 * cob
         dej = _lerp(dej, 0.4 + 0.6 * cob, rim)
         dej = _lerp(dej, interior, inside)
         ns = p["nest_spacing_um"]
-        nest = BlobField(x / ns, y / ns, seed, L_NEST, presence=p["nest_presence"], r_min=0.1,
-                         r_max=0.18, lobulation=0.05)
+        nest = BlobField(
+            x / ns,
+            y / ns,
+            seed,
+            L_NEST,
+            presence=p["nest_presence"],
+            r_min=0.1,
+            r_max=0.18,
+            lobulation=0.05,
+        )
         nest_cells, _ = _cobblestone(x, y, 6.0, seed, L_NESTCELL, jitter=0.35)
         nest_mask = (1.0 - smoothstep(0.9, 1.0, nest.rho)) * smoothstep(1.0, 1.2, pap.rho)
         dej = _lerp(dej, 0.5 + 0.5 * nest_cells, nest_mask)
@@ -174,38 +214,73 @@ def render_tissue(
         wu = p["warp_um"]
         wx = x + wu * 2.0 * (fbm(x / 40.0, y / 40.0, seed, L_WARPX, 2) - 0.5)
         wy = y + wu * 2.0 * (fbm(x / 40.0, y / 40.0, seed, L_WARPY, 2) - 0.5)
-        hc, outline, nucleus = _honeycomb(wx, wy, p["cell_um"], p["outline_um"] * 1.3, seed,
-                                          L_EPI, 1.0)
+        hc, outline, nucleus = _honeycomb(
+            wx, wy, p["cell_um"], p["outline_um"] * 1.3, seed, L_EPI, 1.0
+        )
         broken = smoothstep(0.3, 0.65, fbm(x / 28.0, y / 28.0, seed, L_BREAK, 2))
         blotch = fbm(x / 70.0, y / 70.0, seed, L_BLOTCH, 2)
         epi = 0.16 + 0.16 * hc.cell_value + 0.38 * outline * broken + 0.16 * (blotch - 0.5)
         s = p["papilla_spacing_um"]
-        pap = BlobField(x / s, y / s, seed, L_PAP, presence=p["papilla_presence"],
-                        r_min=p["papilla_radius"][0], r_max=p["papilla_radius"][1],
-                        lobulation=0.3)
+        pap = BlobField(
+            x / s,
+            y / s,
+            seed,
+            L_PAP,
+            presence=p["papilla_presence"],
+            r_min=p["papilla_radius"][0],
+            r_max=p["papilla_radius"][1],
+            lobulation=0.3,
+        )
         cob, basal = _cobblestone(wx, wy, 8.5, seed, L_BASAL, jitter=1.0)
         inside = 1.0 - smoothstep(0.9, 1.0, pap.rho)
         interior = 0.06 + 0.05 * fine + 0.08 * fibres
         dej = 0.2 + 0.28 * cob * basal.cell_value + 0.1 * (blotch - 0.5)
         dej = _lerp(dej, interior, inside)  # non-edged: no bright rim
         ns = p["nest_spacing_um"]
-        nest = BlobField(x / ns, y / ns, seed, L_NEST, presence=p["nest_presence"], r_min=0.2,
-                         r_max=0.4, lobulation=0.38)
+        nest = BlobField(
+            x / ns,
+            y / ns,
+            seed,
+            L_NEST,
+            presence=p["nest_presence"],
+            r_min=0.2,
+            r_max=0.4,
+            lobulation=0.38,
+        )
         loose, loose_cells = _cobblestone(x, y, 7.5, seed, L_NESTCELL, jitter=1.0)
         loose = loose * (loose_cells.cell_value > 0.4)
         nest_mask = 1.0 - smoothstep(0.85, 1.0, nest.rho)
         dej = _lerp(dej, 0.18 + 0.7 * loose, nest_mask)
         tissue = _lerp(dej, epi, epi_w)
-        atypical = cells(CellPopulation(28.0, p["atypical_presence"], (5.0, 10.0), (0.5, 1.0),
-                                        dendritic_fraction=0.15, branch_length_um=(10.0, 25.0),
-                                        nucleus_fraction=0.4, irregularity=0.12), L_ATYPICAL)
+        atypical = cells(
+            CellPopulation(
+                28.0,
+                p["atypical_presence"],
+                (5.0, 10.0),
+                (0.5, 1.0),
+                dendritic_fraction=0.15,
+                branch_length_um=(10.0, 25.0),
+                nucleus_fraction=0.4,
+                irregularity=0.12,
+            ),
+            L_ATYPICAL,
+        )
         tissue = _screen(tissue, atypical * (1.0 - epi_w) * (1.0 - inside))
         in_papilla = cells(CellPopulation(32.0, 0.55, (3.5, 6.0), (0.5, 0.9)), L_PAPCELL)
         tissue = _screen(tissue, in_papilla * inside * (1.0 - epi_w))
-        pagetoid = cells(CellPopulation(p["pagetoid_spacing_um"], p["pagetoid_presence"],
-                                        (6.0, 12.0), (0.75, 1.0), dendritic_fraction=0.35,
-                                        branch_length_um=(15.0, 40.0), nucleus_fraction=0.3,
-                                        irregularity=0.08), L_PAGETOID)
+        pagetoid = cells(
+            CellPopulation(
+                p["pagetoid_spacing_um"],
+                p["pagetoid_presence"],
+                (6.0, 12.0),
+                (0.75, 1.0),
+                dendritic_fraction=0.35,
+                branch_length_um=(15.0, 40.0),
+                nucleus_fraction=0.3,
+                irregularity=0.08,
+            ),
+            L_PAGETOID,
+        )
         tissue = _screen(tissue, pagetoid * (0.45 + 0.55 * epi_w))
 
     elif lesion_class == "bcc":
@@ -214,8 +289,9 @@ def render_tissue(
         a = p["polar_angle"]
         u_ax = x * np.cos(a) + y * np.sin(a)
         v_ax = -x * np.sin(a) + y * np.cos(a)
-        polar = Worley(u_ax / p["polar_long_um"], v_ax / p["polar_short_um"], seed, L_POLAR,
-                       jitter=0.6)
+        polar = Worley(
+            u_ax / p["polar_long_um"], v_ax / p["polar_short_um"], seed, L_POLAR, jitter=0.6
+        )
         elongated = np.clip(1.0 - polar.f1 / 0.55, 0.0, 1.0) * (0.6 + 0.4 * polar.cell_value)
         polar_mask = smoothstep(0.35, 0.55, fbm(x / 250.0, y / 250.0, seed, L_POLMASK, 2))
         epi = _lerp(honey, 0.16 + 0.55 * elongated, polar_mask)
@@ -234,8 +310,16 @@ def render_tissue(
         background = _lerp(stroma, epi, epi_w)
         # tumour islands
         s = p["island_spacing_um"]
-        isl = BlobField(x / s, y / s, seed, L_ISLAND, presence=p["island_presence"], r_min=0.25,
-                        r_max=0.42, lobulation=0.3)
+        isl = BlobField(
+            x / s,
+            y / s,
+            seed,
+            L_ISLAND,
+            presence=p["island_presence"],
+            r_min=0.25,
+            r_max=0.42,
+            lobulation=0.3,
+        )
         radius_um = isl.radius * s
         inside = 1.0 - smoothstep(0.97, 1.0, isl.rho)
         bright_island = (isl.value < p["bright_island_fraction"]).astype(np.float32)
@@ -247,12 +331,21 @@ def render_tissue(
         island = interior + 0.45 * annulus * bars
         tissue = _lerp(background, island, inside)
         cleft_end = 1.0 + p["cleft_um"] / radius_um
-        cleft = smoothstep(0.97, 1.0, isl.rho) * (1.0 - smoothstep(cleft_end - 0.02, cleft_end,
-                                                                   isl.rho))
+        cleft = smoothstep(0.97, 1.0, isl.rho) * (
+            1.0 - smoothstep(cleft_end - 0.02, cleft_end, isl.rho)
+        )
         tissue = _lerp(tissue, 0.02, cleft)
-        dendritic = cells(CellPopulation(60.0, 0.45, (3.0, 5.0), (0.7, 1.0),
-                                         dendritic_fraction=0.9, branch_length_um=(15.0, 35.0)),
-                          L_DENDRITIC)
+        dendritic = cells(
+            CellPopulation(
+                60.0,
+                0.45,
+                (3.0, 5.0),
+                (0.7, 1.0),
+                dendritic_fraction=0.9,
+                branch_length_um=(15.0, 35.0),
+            ),
+            L_DENDRITIC,
+        )
         core = 1.0 - smoothstep(0.75, 0.9, isl.rho)
         tissue = _screen(tissue, dendritic * core * bright_island)
     else:

@@ -67,8 +67,9 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1)[0])
 
 
-def epoch_plan(n_mosaics: int, crops_per_mosaic: int, seed: int, epoch: int,
-               global_batch: int) -> np.ndarray:
+def epoch_plan(
+    n_mosaics: int, crops_per_mosaic: int, seed: int, epoch: int, global_batch: int
+) -> np.ndarray:
     """Mosaic index of every sample of an epoch, shuffled, cut to whole global batches."""
     plan = np.repeat(np.arange(n_mosaics), crops_per_mosaic)
     plan = plan[np.random.default_rng([seed, epoch, 7]).permutation(len(plan))]
@@ -109,7 +110,9 @@ class Augmenter:
     def __init__(self, tile_px: int) -> None:
         self.tile_px = tile_px
         self.affine = v2.RandomAffine(
-            degrees=ROTATION_DEGREES, scale=SCALE_RANGE, shear=SHEAR_DEGREES,
+            degrees=ROTATION_DEGREES,
+            scale=SCALE_RANGE,
+            shear=SHEAR_DEGREES,
             interpolation=InterpolationMode.BILINEAR,
         )
 
@@ -149,8 +152,9 @@ def whole_mosaic_pixels(mosaic: Mosaic, white: float, side: int) -> np.ndarray:
     square = np.zeros((max(h, w), max(h, w)), dtype=np.float32)
     square[(max(h, w) - h) // 2 :][:h, (max(h, w) - w) // 2 :][:, :w] = image
     tensor = torch.from_numpy(square)[None, None]
-    return F.interpolate(tensor, size=(side, side), mode="bilinear", align_corners=False,
-                         antialias=True)[0, 0].numpy()
+    return F.interpolate(
+        tensor, size=(side, side), mode="bilinear", align_corners=False, antialias=True
+    )[0, 0].numpy()
 
 
 class CropDataset(Dataset):
@@ -160,9 +164,17 @@ class CropDataset(Dataset):
     each worker, so persistent workers need no message from the main process.
     """
 
-    def __init__(self, records: Sequence[MosaicRecord], data_dir: Path, class_ids: Sequence[str],
-                 settings: CropSettings, *, crops_per_mosaic: int, seed: int,
-                 global_batch: int) -> None:
+    def __init__(
+        self,
+        records: Sequence[MosaicRecord],
+        data_dir: Path,
+        class_ids: Sequence[str],
+        settings: CropSettings,
+        *,
+        crops_per_mosaic: int,
+        seed: int,
+        global_batch: int,
+    ) -> None:
         self.records = list(records)
         self.data_dir = Path(data_dir)
         self.labels = [list(class_ids).index(r.class_id) for r in self.records]
@@ -177,8 +189,11 @@ class CropDataset(Dataset):
 
     def plan(self, epoch: int) -> np.ndarray:
         if epoch not in self._plans:
-            self._plans = {epoch: epoch_plan(len(self.records), self.crops_per_mosaic,
-                                             self.seed, epoch, self.global_batch)}
+            self._plans = {
+                epoch: epoch_plan(
+                    len(self.records), self.crops_per_mosaic, self.seed, epoch, self.global_batch
+                )
+            }
         return self._plans[epoch]
 
     def epoch_length(self, epoch: int = 0) -> int:
@@ -190,8 +205,9 @@ class CropDataset(Dataset):
     def _mosaic(self, index: int) -> Mosaic:
         mosaic = self._open.get(index)
         if mosaic is None:
-            mosaic = open_mosaic(self.records[index].absolute(self.data_dir),
-                                 cache_bytes=MOSAIC_CACHE_BYTES)
+            mosaic = open_mosaic(
+                self.records[index].absolute(self.data_dir), cache_bytes=MOSAIC_CACHE_BYTES
+            )
             self._open[index] = mosaic
             while len(self._open) > OPEN_MOSAICS:
                 self._open.popitem(last=False)[1].close()
@@ -255,8 +271,12 @@ class CropDataset(Dataset):
                 row, column = facts.tissue_pixels[rng.integers(len(facts.tissue_pixels))]
                 d = facts.mask.downsample
                 cx, cy = (column + rng.random()) * d, (row + rng.random()) * d
-                fraction = facts.mask.fraction(cx - half_tile_level0, cy - half_tile_level0,
-                                               cx + half_tile_level0, cy + half_tile_level0)
+                fraction = facts.mask.fraction(
+                    cx - half_tile_level0,
+                    cy - half_tile_level0,
+                    cx + half_tile_level0,
+                    cy + half_tile_level0,
+                )
                 if fraction >= s.min_tissue_fraction:
                     break
             else:
@@ -265,8 +285,9 @@ class CropDataset(Dataset):
                 break
         x = round(cx / g.factor - read / 2)
         y = round(cy / g.factor - read / 2)
-        pixels, _ = read_model_pixels(mosaic, g.level, g.level_per_model, x, y, read, read,
-                                      facts.white)
+        pixels, _ = read_model_pixels(
+            mosaic, g.level, g.level_per_model, x, y, read, read, facts.white
+        )
         return pixels
 
 
@@ -296,8 +317,9 @@ class EpochSampler(Sampler):
         n = self.dataset.epoch_length(self.epoch)
         if self.world_size == 1:
             return list(range(n))
-        share = DistributedSampler(range(n), num_replicas=self.world_size, rank=self.rank,
-                                   shuffle=False, drop_last=True)
+        share = DistributedSampler(
+            range(n), num_replicas=self.world_size, rank=self.rank, shuffle=False, drop_last=True
+        )
         return list(share)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:

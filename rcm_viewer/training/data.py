@@ -107,8 +107,9 @@ def read_patients(csv_path: Path, data_dir: Path) -> dict[str, str]:
         if len(row) < 2 or not row[0].strip() or not row[1].strip():
             raise TrainingError(f"{csv_path.name} line {number}: expected 'path,patient_id'")
         raw = Path(row[0].strip())
-        rel = raw.relative_to(data_dir) if raw.is_absolute() and raw.is_relative_to(
-            data_dir) else raw
+        rel = (
+            raw.relative_to(data_dir) if raw.is_absolute() and raw.is_relative_to(data_dir) else raw
+        )
         patients[rel.as_posix()] = row[1].strip()
     return patients
 
@@ -138,8 +139,10 @@ def scan_data_dir(
     files: list[tuple[str, Path]] = []
     for class_dir in class_dirs:
         for path in sorted(class_dir.rglob("*")):
-            if path.is_file() and not path.name.startswith(".") and (
-                path.suffix.lower() not in _NOT_IMAGES
+            if (
+                path.is_file()
+                and not path.name.startswith(".")
+                and (path.suffix.lower() not in _NOT_IMAGES)
             ):
                 files.append((class_dir.name, path))
     records: list[MosaicRecord] = []
@@ -159,13 +162,16 @@ def scan_data_dir(
         if patients is not None and rel not in patients:
             missing_patient += 1
         patient = patients.get(rel, rel) if patients is not None else rel
-        records.append(MosaicRecord(rel, class_id, patient, info.width, info.height,
-                                    float(info.pixel_size_um)))
+        records.append(
+            MosaicRecord(rel, class_id, patient, info.width, info.height, float(info.pixel_size_um))
+        )
         if progress is not None:
             progress(n, len(files))
     if missing_patient:
-        log.warning("%d mosaic(s) are not in the patients CSV: each is taken as its own patient",
-                    missing_patient)
+        log.warning(
+            "%d mosaic(s) are not in the patients CSV: each is taken as its own patient",
+            missing_patient,
+        )
     class_ids = tuple(sorted({r.class_id for r in records}))
     return DataSet(data_dir, class_ids, tuple(records), tuple(skipped))
 
@@ -246,8 +252,9 @@ def split_dataset(data: DataSet, fractions: Sequence[float], seed: int) -> DataS
     return result
 
 
-def save_split(data: DataSet, directory: Path, *, seed: int,
-               fractions: Sequence[float]) -> tuple[Path, Path]:
+def save_split(
+    data: DataSet, directory: Path, *, seed: int, fractions: Sequence[float]
+) -> tuple[Path, Path]:
     """``split.json`` (everything needed to repeat the evaluation) and ``split.csv``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -260,8 +267,7 @@ def save_split(data: DataSet, directory: Path, *, seed: int,
         "mosaics": [asdict(r) for r in data.records],
     }
     json_path = directory / SPLIT_JSON
-    json_path.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n",
-                         encoding="utf-8")
+    json_path.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     csv_path = directory / SPLIT_CSV
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -294,4 +300,3 @@ def class_weights(counts: dict[str, int], class_ids: Sequence[str]) -> list[floa
     total = sum(counts[c] for c in class_ids)
     k = len(class_ids)
     return [total / (k * counts[c]) if counts[c] else 0.0 for c in class_ids]
-

@@ -35,8 +35,13 @@ class EvaluationResult:
     files: tuple[Path, ...]
 
 
-def _records(data_dir: Path, model_dir: Path, split: str, class_ids: Sequence[str],
-             say: Callable[[str], None]) -> list[MosaicRecord]:
+def _records(
+    data_dir: Path,
+    model_dir: Path,
+    split: str,
+    class_ids: Sequence[str],
+    say: Callable[[str], None],
+) -> list[MosaicRecord]:
     if split not in ("test", "validation", "train", "all"):
         raise TrainingError(f"unknown split {split!r}: use test or all")
     if split == "all":
@@ -61,10 +66,17 @@ def _records(data_dir: Path, model_dir: Path, split: str, class_ids: Sequence[st
     return records
 
 
-def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
-             out_dir: Path | None = None, device: str = "auto",
-             progress: Callable[[str], None] | None = print,
-             backend: str = "auto", foreign: Sequence[Path] = ()) -> EvaluationResult:
+def evaluate(
+    data_dir: Path,
+    model_dir: Path,
+    *,
+    split: str = "test",
+    out_dir: Path | None = None,
+    device: str = "auto",
+    progress: Callable[[str], None] | None = print,
+    backend: str = "auto",
+    foreign: Sequence[Path] = (),
+) -> EvaluationResult:
     """Classify every mosaic of the split and write the metrics and plots.
 
     ``backend``: the inference runtime for tile models (backends.py); whole-mosaic models
@@ -106,8 +118,9 @@ def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
                 p = softmax(logits, manifest.temperature)
             else:
                 with open_mosaic(path) as mosaic:
-                    prediction = classify_mosaic(mosaic, bundle, device=device, batch_size=64,
-                                                 backend=backend)
+                    prediction = classify_mosaic(
+                        mosaic, bundle, device=device, batch_size=64, backend=backend
+                    )
                 status = prediction.status
                 ran.add(prediction.backend)
                 p = np.asarray(prediction.probabilities, dtype=np.float64)
@@ -116,56 +129,79 @@ def evaluate(data_dir: Path, model_dir: Path, *, split: str = "test",
             continue
         if status != STATUS_OK:
             say(f"{record.path}: {status}; not counted")
-            rows.append({"path": record.path, "true": record.class_id, "predicted": "",
-                         "status": status})
+            rows.append(
+                {"path": record.path, "true": record.class_id, "predicted": "", "status": status}
+            )
             continue
         k = int(np.argmax(p))
         if not whole and prediction.in_distribution is not None:
             ood_flags.append(not prediction.in_distribution)
         probabilities.append(p)
         true.append(class_ids.index(record.class_id))
-        rows.append({"path": record.path, "true": record.class_id,
-                     "predicted": class_ids[k], "status": status,
-                     **{f"p_{c}": round(float(v), 5) for c, v in zip(class_ids, p, strict=True)}})
+        rows.append(
+            {
+                "path": record.path,
+                "true": record.class_id,
+                "predicted": class_ids[k],
+                "status": status,
+                **{f"p_{c}": round(float(v), 5) for c, v in zip(class_ids, p, strict=True)},
+            }
+        )
         if i % 10 == 0 or i == len(records):
             say(f"[{i}/{len(records)}] evaluated")
     if not true:
         raise TrainingError("no mosaic could be classified")
     probs = np.stack(probabilities)
     metrics = classification_metrics(true, probs, class_ids)
-    metrics.update({
-        "model": manifest.display_name, "model_dir": str(model_dir), "data_dir": str(data_dir),
-        "split": split, "not_classified": sum(1 for r in rows if r["status"] != STATUS_OK),
-        "synthetic_model": manifest.synthetic, "temperature": manifest.temperature,
-        "input": "whole_mosaic" if whole else "tiles",
-        "backend": ", ".join(sorted(ran)),
-    })
+    metrics.update(
+        {
+            "model": manifest.display_name,
+            "model_dir": str(model_dir),
+            "data_dir": str(data_dir),
+            "split": split,
+            "not_classified": sum(1 for r in rows if r["status"] != STATUS_OK),
+            "synthetic_model": manifest.synthetic,
+            "temperature": manifest.temperature,
+            "input": "whole_mosaic" if whole else "tiles",
+            "backend": ", ".join(sorted(ran)),
+        }
+    )
     metrics.update(_ood_metrics(bundle, ood_flags, foreign, device, say))
     files = _write_outputs(out_dir, metrics, rows, true, probs, class_ids)
-    say(f"accuracy {metrics['accuracy']:.3f}, balanced accuracy "
-        f"{metrics['balanced_accuracy']:.3f} on {metrics['n']} mosaics; report in {out_dir}")
+    say(
+        f"accuracy {metrics['accuracy']:.3f}, balanced accuracy "
+        f"{metrics['balanced_accuracy']:.3f} on {metrics['n']} mosaics; report in {out_dir}"
+    )
     return EvaluationResult(metrics, out_dir, files)
 
 
-def _ood_metrics(bundle: Any, flags: Sequence[bool], foreign: Sequence[Path], device: str,
-                 say: Callable[[str], None]) -> dict[str, Any]:
+def _ood_metrics(
+    bundle: Any,
+    flags: Sequence[bool],
+    foreign: Sequence[Path],
+    device: str,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
     """OOD rate on the split and on each foreign folder (None: no OOD statistics)."""
     from rcm_viewer.mosaic.sniff import is_openable_name
     from rcm_viewer.training.ood_fit import ood_rate
 
     if bundle.manifest.ood_file is None:
         if foreign:
-            say("this model has no out-of-distribution statistics: no OOD rate "
-                "(rcm-viewer fit-ood adds them)")
+            say(
+                "this model has no out-of-distribution statistics: no OOD rate "
+                "(rcm-viewer fit-ood adds them)"
+            )
         return {"ood_rate": None, "ood_foreign": {}}
     out: dict[str, Any] = {
         "ood_rate": round(sum(flags) / len(flags), 4) if flags else None,
-        "ood_flagged": int(sum(flags)), "ood_checked": len(flags), "ood_foreign": {},
+        "ood_flagged": int(sum(flags)),
+        "ood_checked": len(flags),
+        "ood_foreign": {},
     }
     say(f"out of distribution: {out['ood_flagged']}/{out['ood_checked']} mosaics of the split")
     for folder in foreign:
-        paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and
-                       is_openable_name(p))
+        paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_openable_name(p))
         rate = ood_rate(bundle, paths, device=device)
         out["ood_foreign"][str(folder)] = rate
         say(f"out of distribution in {folder}: {rate['flagged']}/{rate['mosaics']} images")
@@ -186,9 +222,12 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         "",
         f"Data: `{metrics.get('data_dir', '')}`, split **{metrics.get('split', '')}**, "
         f"{metrics['n']} mosaics ("
-        + ("one resized image per mosaic: the published baseline"
-           if metrics.get("input") == "whole_mosaic"
-           else "mosaic level, as the app classifies them") + ").",
+        + (
+            "one resized image per mosaic: the published baseline"
+            if metrics.get("input") == "whole_mosaic"
+            else "mosaic level, as the app classifies them"
+        )
+        + ").",
         "",
         f"- Accuracy: **{_fmt(metrics['accuracy'])}** (95% CI {_fmt(lo)}-{_fmt(hi)})",
         f"- Balanced accuracy: {_fmt(metrics['balanced_accuracy'])}",
@@ -207,25 +246,39 @@ def render_markdown(metrics: dict[str, Any]) -> str:
             f"| {c} | {r['n']} | {_fmt(r['sensitivity'])} ({_fmt(s_lo)}-{_fmt(s_hi)}) | "
             f"{_fmt(r['specificity'])} ({_fmt(p_lo)}-{_fmt(p_hi)}) | {_fmt(r['roc_auc'])} |"
         )
-    lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",
-              "| true \\ predicted | " + " | ".join(class_ids) + " |",
-              "|---|" + "---|" * len(class_ids)]
+    lines += [
+        "",
+        "Confusion matrix (rows: true class, columns: predicted):",
+        "",
+        "| true \\ predicted | " + " | ".join(class_ids) + " |",
+        "|---|" + "---|" * len(class_ids),
+    ]
     for c, row in zip(class_ids, metrics["confusion_matrix"], strict=True):
         lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
     if metrics.get("ood_rate") is not None:
-        lines += ["", f"Out of distribution (OOD check): {_fmt(metrics['ood_rate'])} of the "
-                  f"split's mosaics ({metrics['ood_flagged']}/{metrics['ood_checked']})."]
+        lines += [
+            "",
+            f"Out of distribution (OOD check): {_fmt(metrics['ood_rate'])} of the "
+            f"split's mosaics ({metrics['ood_flagged']}/{metrics['ood_checked']}).",
+        ]
     for folder, rate in (metrics.get("ood_foreign") or {}).items():
-        lines.append(f"- foreign `{folder}`: {_fmt(rate['ood_rate'])} flagged "
-                     f"({rate['flagged']}/{rate['mosaics']})")
+        lines.append(
+            f"- foreign `{folder}`: {_fmt(rate['ood_rate'])} flagged "
+            f"({rate['flagged']}/{rate['mosaics']})"
+        )
     if metrics.get("synthetic_model"):
         lines += ["", "Model trained on synthetic images, no patient data, not for diagnosis."]
     return "\n".join(lines) + "\n"
 
 
-def _write_outputs(out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, Any]],
-                   true: Sequence[int], probs: np.ndarray,
-                   class_ids: Sequence[str]) -> tuple[Path, ...]:
+def _write_outputs(
+    out_dir: Path,
+    metrics: dict[str, Any],
+    rows: list[dict[str, Any]],
+    true: Sequence[int],
+    probs: np.ndarray,
+    class_ids: Sequence[str],
+) -> tuple[Path, ...]:
     json_path = out_dir / "metrics.json"
     json_path.write_text(json.dumps(nan_to_none(metrics), indent=1) + "\n", encoding="utf-8")
     md_path = out_dir / "metrics.md"
@@ -240,8 +293,13 @@ def _write_outputs(out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, 
     return (json_path, md_path, csv_path, *plots)
 
 
-def write_plots(out_dir: Path, metrics: dict[str, Any], true: Sequence[int], probs: np.ndarray,
-                class_ids: Sequence[str]) -> tuple[Path, ...]:
+def write_plots(
+    out_dir: Path,
+    metrics: dict[str, Any],
+    true: Sequence[int],
+    probs: np.ndarray,
+    class_ids: Sequence[str],
+) -> tuple[Path, ...]:
     """ROC curves, reliability diagram and confusion matrix as PNG (matplotlib, Agg)."""
     import matplotlib
 
@@ -268,13 +326,28 @@ def write_plots(out_dir: Path, metrics: dict[str, Any], true: Sequence[int], pro
     bins = [b for b in metrics["reliability"] if b["count"]]
     centres = [(b["lower"] + b["upper"]) / 2 for b in metrics["reliability"]]
     width = 1.0 / max(len(metrics["reliability"]), 1)
-    ax.bar(centres, [b["accuracy"] if b["count"] else 0 for b in metrics["reliability"]],
-           width=width * 0.9, edgecolor="black", label="accuracy")
+    ax.bar(
+        centres,
+        [b["accuracy"] if b["count"] else 0 for b in metrics["reliability"]],
+        width=width * 0.9,
+        edgecolor="black",
+        label="accuracy",
+    )
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
-    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="red",
-            label="mean confidence")
-    ax.set(xlabel="confidence (top class)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-           title=f"Reliability (ECE {_fmt(metrics['expected_calibration_error'])})")
+    ax.plot(
+        [b["confidence"] for b in bins],
+        [b["accuracy"] for b in bins],
+        "o",
+        color="red",
+        label="mean confidence",
+    )
+    ax.set(
+        xlabel="confidence (top class)",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"Reliability (ECE {_fmt(metrics['expected_calibration_error'])})",
+    )
     ax.legend(loc="upper left")
     paths.append(out_dir / "reliability.png")
     fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
@@ -285,8 +358,14 @@ def write_plots(out_dir: Path, metrics: dict[str, Any], true: Sequence[int], pro
     ax.imshow(matrix, cmap="Blues")
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                color="white" if matrix[i, j] > matrix.max() / 2 else "black",
+            )
     ax.set_xticks(range(len(class_ids)), class_ids)
     ax.set_yticks(range(len(class_ids)), class_ids)
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")

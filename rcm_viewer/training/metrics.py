@@ -38,13 +38,18 @@ def per_class_rates(matrix: np.ndarray) -> list[dict[str, Any]]:
         fp = int(m[:, k].sum()) - tp
         tn = total - tp - fn - fp
         positives, negatives = tp + fn, tn + fp
-        out.append({
-            "tp": tp, "fn": fn, "fp": fp, "tn": tn,
-            "sensitivity": tp / positives if positives else math.nan,
-            "sensitivity_ci95": list(wilson_interval(tp, positives)),
-            "specificity": tn / negatives if negatives else math.nan,
-            "specificity_ci95": list(wilson_interval(tn, negatives)),
-        })
+        out.append(
+            {
+                "tp": tp,
+                "fn": fn,
+                "fp": fp,
+                "tn": tn,
+                "sensitivity": tp / positives if positives else math.nan,
+                "sensitivity_ci95": list(wilson_interval(tp, positives)),
+                "specificity": tn / negatives if negatives else math.nan,
+                "specificity_ci95": list(wilson_interval(tn, negatives)),
+            }
+        )
     return out
 
 
@@ -70,8 +75,9 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
-def expected_calibration_error(probabilities: np.ndarray, true: Sequence[int],
-                               bins: int = ECE_BINS) -> tuple[float, list[dict[str, float]]]:
+def expected_calibration_error(
+    probabilities: np.ndarray, true: Sequence[int], bins: int = ECE_BINS
+) -> tuple[float, list[dict[str, float]]]:
     """ECE of the top-class confidence in ``bins`` equal-width bins, and the bins.
 
     ECE = sum over bins of (share of mosaics in the bin) x |accuracy - mean confidence|.
@@ -88,8 +94,13 @@ def expected_calibration_error(probabilities: np.ndarray, true: Sequence[int],
     for b in range(bins):
         members = index == b
         count = int(members.sum())
-        row = {"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": count,
-               "accuracy": math.nan, "confidence": math.nan}
+        row = {
+            "lower": float(edges[b]),
+            "upper": float(edges[b + 1]),
+            "count": count,
+            "accuracy": math.nan,
+            "confidence": math.nan,
+        }
         if count:
             row["accuracy"] = float(correct[members].mean())
             row["confidence"] = float(confidence[members].mean())
@@ -109,8 +120,9 @@ def nan_to_none(value: Any) -> Any:
     return value
 
 
-def classification_metrics(true: Sequence[int], probabilities: np.ndarray,
-                           class_ids: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(
+    true: Sequence[int], probabilities: np.ndarray, class_ids: Sequence[str]
+) -> dict[str, Any]:
     """Everything the evaluation report shows, from true classes and mosaic probabilities."""
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1, len(class_ids))
     true = np.asarray(true, dtype=np.int64)

@@ -20,17 +20,19 @@ PUBLISHED = (
 
 
 def _counts_table(counts: dict[str, dict[str, int]], class_ids: tuple[str, ...]) -> list[str]:
-    lines = ["| split | " + " | ".join(class_ids) + " | total |",
-             "|---|" + "---|" * (len(class_ids) + 1)]
+    lines = [
+        "| split | " + " | ".join(class_ids) + " | total |",
+        "|---|" + "---|" * (len(class_ids) + 1),
+    ]
     for split, per_class in counts.items():
         values = [per_class.get(c, 0) for c in class_ids]
-        lines.append(f"| {split} | " + " | ".join(str(v) for v in values)
-                     + f" | {sum(values)} |")
+        lines.append(f"| {split} | " + " | ".join(str(v) for v in values) + f" | {sum(values)} |")
     return lines
 
 
-def render_training_card(manifest: ModelManifest, config: Any,
-                         test_metrics: dict[str, Any] | None = None) -> str:
+def render_training_card(
+    manifest: ModelManifest, config: Any, test_metrics: dict[str, Any] | None = None
+) -> str:
     t = dict(manifest.training)
     synthetic = manifest.synthetic
     whole = t.get("input") == "whole_mosaic"
@@ -49,19 +51,27 @@ def render_training_card(manifest: ModelManifest, config: Any,
             "> tiles mosaics at the model's µm/px and must not load this bundle.",
             "",
         ]
-    names = ", ".join(f"{n} (`{i}`)" for i, n in zip(manifest.class_ids, manifest.class_names,
-                                                      strict=True))
+    names = ", ".join(
+        f"{n} (`{i}`)" for i, n in zip(manifest.class_ids, manifest.class_names, strict=True)
+    )
     if whole:
-        input_line = (f"- Input: the whole mosaic padded to a square and resized to "
-                      f"{manifest.tile_px} x {manifest.tile_px} px")
+        input_line = (
+            f"- Input: the whole mosaic padded to a square and resized to "
+            f"{manifest.tile_px} x {manifest.tile_px} px"
+        )
     else:
-        input_line = (f"- Input: {manifest.tile_px} x {manifest.tile_px} px tissue tiles at "
-                      f"{manifest.pixel_size_um:g} µm/px "
-                      f"({manifest.tile_px * manifest.pixel_size_um:g} µm a side), mosaic "
-                      f"result = {manifest.aggregation_description}")
+        input_line = (
+            f"- Input: {manifest.tile_px} x {manifest.tile_px} px tissue tiles at "
+            f"{manifest.pixel_size_um:g} µm/px "
+            f"({manifest.tile_px * manifest.pixel_size_um:g} µm a side), mosaic "
+            f"result = {manifest.aggregation_description}"
+        )
     pretrained = str(t.get("pretrained", "none"))
-    start = ("trained from scratch (no pretrained weights)" if pretrained.startswith("none")
-             else f"fine-tuned from ImageNet weights ({pretrained})")
+    start = (
+        "trained from scratch (no pretrained weights)"
+        if pretrained.startswith("none")
+        else f"fine-tuned from ImageNet weights ({pretrained})"
+    )
     lines += [
         "## Model details",
         f"- Architecture: {manifest.architecture} (torchvision), {start}",
@@ -95,14 +105,22 @@ def render_training_card(manifest: ModelManifest, config: Any,
         "",
     ]
     lines += [f"- {k}: {v}" for k, v in t.get("metrics", {}).items()]
-    lines += ["", "Test split: run `" + str(t.get("commands", {}).get("evaluate", "")) + "`"
-              " (accuracy, balanced accuracy, per-class sensitivity and specificity with 95% "
-              "Wilson intervals, ROC AUC, calibration error, plots).", ""]
+    lines += [
+        "",
+        "Test split: run `" + str(t.get("commands", {}).get("evaluate", "")) + "`"
+        " (accuracy, balanced accuracy, per-class sensitivity and specificity with 95% "
+        "Wilson intervals, ROC AUC, calibration error, plots).",
+        "",
+    ]
     if test_metrics:
         lines += ["Test results at export:", ""]
         lines += [f"- {k}: {v}" for k, v in test_metrics.items()]
         lines.append("")
-    lines += [PUBLISHED, "", "## Caveats", ]
+    lines += [
+        PUBLISHED,
+        "",
+        "## Caveats",
+    ]
     if synthetic:
         lines += [
             "- Trained on procedurally generated images: the textures only imitate RCM "

@@ -23,8 +23,13 @@ from rcm_viewer.inference.ood import OodModel, fit_ood
 Progress = Callable[[str], None]
 
 
-def mosaic_features(bundle: ModelBundle, paths: Sequence[Path], *, device: str = "auto",
-                    progress: Progress | None = None) -> list[np.ndarray | None]:
+def mosaic_features(
+    bundle: ModelBundle,
+    paths: Sequence[Path],
+    *,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> list[np.ndarray | None]:
     """(n_tiles, K) pooled features of each mosaic (None: unreadable or no tissue)."""
     from rcm_viewer.inference.engine import classify_mosaic
     from rcm_viewer.mosaic import open_mosaic
@@ -33,8 +38,9 @@ def mosaic_features(bundle: ModelBundle, paths: Sequence[Path], *, device: str =
     for i, path in enumerate(paths, start=1):
         try:
             with open_mosaic(path, cache_bytes=8 << 20) as mosaic:
-                prediction = classify_mosaic(mosaic, bundle, device=device, batch_size=64,
-                                             keep_features=True)
+                prediction = classify_mosaic(
+                    mosaic, bundle, device=device, batch_size=64, keep_features=True
+                )
         except MosaicError as exc:
             if progress is not None:
                 progress(f"skipped {path.name}: {exc}")
@@ -46,15 +52,20 @@ def mosaic_features(bundle: ModelBundle, paths: Sequence[Path], *, device: str =
     return out
 
 
-def fit_from_items(bundle: ModelBundle, fit: Sequence[tuple[Path, str]],
-                   heldout: Sequence[tuple[Path, str]], *, device: str = "auto",
-                   progress: Progress | None = None) -> OodModel:
+def fit_from_items(
+    bundle: ModelBundle,
+    fit: Sequence[tuple[Path, str]],
+    heldout: Sequence[tuple[Path, str]],
+    *,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> OodModel:
     """Fit on ``fit`` (path, class id) mosaics, threshold on ``heldout`` ones."""
     class_ids = bundle.manifest.class_ids
-    fit_features = mosaic_features(bundle, [p for p, _ in fit], device=device,
-                                   progress=progress)
-    held_features = mosaic_features(bundle, [p for p, _ in heldout], device=device,
-                                    progress=progress)
+    fit_features = mosaic_features(bundle, [p for p, _ in fit], device=device, progress=progress)
+    held_features = mosaic_features(
+        bundle, [p for p, _ in heldout], device=device, progress=progress
+    )
     xs, ys = [], []
     for (_, class_id), f in zip(fit, fit_features, strict=True):
         if f is not None and class_id in class_ids:
@@ -68,8 +79,13 @@ def fit_from_items(bundle: ModelBundle, fit: Sequence[tuple[Path, str]],
     if not xs or not hs:
         raise TrainingError("OOD fitting: no mosaic with tissue in the fitting or held-out set")
     try:
-        return fit_ood(np.concatenate(xs), np.concatenate(ys), np.concatenate(hs),
-                       np.concatenate(gs), n_classes=len(class_ids))
+        return fit_ood(
+            np.concatenate(xs),
+            np.concatenate(ys),
+            np.concatenate(hs),
+            np.concatenate(gs),
+            n_classes=len(class_ids),
+        )
     except ValueError as exc:
         raise TrainingError(f"OOD fitting: {exc}") from None
 
@@ -81,24 +97,33 @@ def _class_files(data_dir: Path, class_ids: Sequence[str]) -> list[tuple[Path, s
     for class_id in class_ids:
         folder = data_dir / class_id
         if folder.is_dir():
-            items += [(p, class_id) for p in sorted(folder.rglob("*"))
-                      if p.is_file() and is_openable_name(p)]
+            items += [
+                (p, class_id)
+                for p in sorted(folder.rglob("*"))
+                if p.is_file() and is_openable_name(p)
+            ]
     return items
 
 
-def fit_bundle_from_folder(bundle_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str],
-                           *, heldout_fraction: float = 0.5, seed: int = 0,
-                           device: str = "auto", progress: Progress | None = None) -> (
-    ModelBundle
-):
+def fit_bundle_from_folder(
+    bundle_dir: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    *,
+    heldout_fraction: float = 0.5,
+    seed: int = 0,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> ModelBundle:
     """``rcm-viewer fit-ood``: DATA_DIR/<class>/ mosaics, split per class into fitting and
     held-out parts; writes ``ood.npz`` into the bundle and re-seals its manifest."""
     bundle = load_bundle(bundle_dir)
     data = Path(data_dir).expanduser()
     items = _class_files(data, bundle.manifest.class_ids)
     if not items:
-        raise TrainingError(f"{data} holds no mosaic in a folder named after a class "
-                            f"({', '.join(bundle.manifest.class_ids)})")
+        raise TrainingError(
+            f"{data} holds no mosaic in a folder named after a class "
+            f"({', '.join(bundle.manifest.class_ids)})"
+        )
     rng = np.random.default_rng(seed)
     fit, held = [], []
     for class_id in bundle.manifest.class_ids:
@@ -112,15 +137,17 @@ def fit_bundle_from_folder(bundle_dir: str | os.PathLike[str], data_dir: str | o
     model = fit_from_items(bundle, fit, held, device=device, progress=progress)
     out = attach_ood(bundle.path, model)
     if progress is not None:
-        progress(f"wrote {out.path / (out.manifest.ood_file or '')} ({model.n_fit_tiles} "
-                 f"fitting tiles, thresholds on {model.n_heldout_tiles} held-out tiles of "
-                 f"{model.n_heldout_mosaics} mosaics)")
+        progress(
+            f"wrote {out.path / (out.manifest.ood_file or '')} ({model.n_fit_tiles} "
+            f"fitting tiles, thresholds on {model.n_heldout_tiles} held-out tiles of "
+            f"{model.n_heldout_mosaics} mosaics)"
+        )
     return out
 
 
-def ood_rate(bundle: ModelBundle, paths: Sequence[Path], *, device: str = "auto") -> (
-    dict[str, object]
-):
+def ood_rate(
+    bundle: ModelBundle, paths: Sequence[Path], *, device: str = "auto"
+) -> dict[str, object]:
     """Share of mosaics flagged out of distribution (``rcm-viewer evaluate --foreign``)."""
     from rcm_viewer.inference.engine import classify_mosaic
     from rcm_viewer.mosaic import open_mosaic
@@ -130,8 +157,9 @@ def ood_rate(bundle: ModelBundle, paths: Sequence[Path], *, device: str = "auto"
         try:
             with open_mosaic(path, cache_bytes=8 << 20) as mosaic:
                 pixel = None if mosaic.info.pixel_size_um else bundle.manifest.pixel_size_um
-                prediction = classify_mosaic(mosaic, bundle, device=device, batch_size=64,
-                                             pixel_size_um=pixel)
+                prediction = classify_mosaic(
+                    mosaic, bundle, device=device, batch_size=64, pixel_size_um=pixel
+                )
         except (MosaicError, TrainingError):
             continue
         except Exception as exc:  # an image the engine cannot use at all counts as foreign
@@ -146,5 +174,8 @@ def ood_rate(bundle: ModelBundle, paths: Sequence[Path], *, device: str = "auto"
             continue
         checked += 1
         flagged += int(not prediction.in_distribution)
-    return {"mosaics": checked, "flagged": flagged,
-            "ood_rate": None if not checked else round(flagged / checked, 4)}
+    return {
+        "mosaics": checked,
+        "flagged": flagged,
+        "ood_rate": None if not checked else round(flagged / checked, 4),
+    }

@@ -218,8 +218,7 @@ def _start_distributed(device: str) -> tuple[_Distributed, torch.device]:
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         # rank 0 validates alone while the others wait: allow long validations
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo",
-                                timeout=timedelta(hours=2))
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timedelta(hours=2))
     if use_cuda:
         torch.cuda.set_device(local)
         return _Distributed(world, rank, local), torch.device("cuda", local)
@@ -273,8 +272,11 @@ def _load_pretrained(network: nn.Module, path: Path) -> str:
     if not isinstance(state, dict):
         raise TrainingError(f"{path.name} is not a state_dict")
     own = network.state_dict()
-    kept = {k: v for k, v in state.items()
-            if not (k.startswith("fc.") and k in own and own[k].shape != v.shape)}
+    kept = {
+        k: v
+        for k, v in state.items()
+        if not (k.startswith("fc.") and k in own and own[k].shape != v.shape)
+    }
     result = network.load_state_dict(kept, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("fc.")]
     if missing or result.unexpected_keys:
@@ -286,8 +288,9 @@ def _load_pretrained(network: nn.Module, path: Path) -> str:
     return path.name
 
 
-def _rank_share(images: torch.Tensor, labels: torch.Tensor, parts: int) -> list[tuple[
-        torch.Tensor, torch.Tensor]]:
+def _rank_share(
+    images: torch.Tensor, labels: torch.Tensor, parts: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Interleaved shares of a batch, like ``DistributedSampler`` (r, r + W, ...)."""
     return [(images[i::parts], labels[i::parts]) for i in range(parts)]
 
@@ -320,16 +323,25 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 # ------------------------------------------------------------------------ validation
 
 
-def _manifest_fields(config: TrainingConfig, class_ids: Sequence[str], *, temperature: float,
-                     training: dict[str, Any], calibration_note: str) -> dict[str, Any]:
+def _manifest_fields(
+    config: TrainingConfig,
+    class_ids: Sequence[str],
+    *,
+    temperature: float,
+    training: dict[str, Any],
+    calibration_note: str,
+) -> dict[str, Any]:
     intended = (
         "Demonstration of rcm-viewer's reader-assist display: trained on synthetic images, "
         "no patient data, not for diagnosis."
-        if training.get("synthetic") else None
+        if training.get("synthetic")
+        else None
     )
     if config.whole_mosaic:
-        intended = ("Baseline for comparison (whole mosaic resized to one input image); "
-                    "not for use in the app, whose classifier tiles the mosaic.")
+        intended = (
+            "Baseline for comparison (whole mosaic resized to one input image); "
+            "not for use in the app, whose classifier tiles the mosaic."
+        )
     fields: dict[str, Any] = {
         "name": config.name or Path(config.out_dir).name,
         "version": config.version,
@@ -360,8 +372,13 @@ def whole_mosaic_input(mosaic: Any, manifest: ModelManifest) -> np.ndarray:
     return center_crop(torch.from_numpy(pixels), manifest.tile_px).numpy()
 
 
-def whole_mosaic_logits(network: nn.Module, manifest: ModelManifest, paths: Sequence[Path],
-                        device: torch.device, batch_size: int = 32) -> np.ndarray:
+def whole_mosaic_logits(
+    network: nn.Module,
+    manifest: ModelManifest,
+    paths: Sequence[Path],
+    device: torch.device,
+    batch_size: int = 32,
+) -> np.ndarray:
     """Logits of the whole-mosaic baseline, one image per mosaic."""
     out: list[np.ndarray] = []
     network.eval()
@@ -376,8 +393,9 @@ def whole_mosaic_logits(network: nn.Module, manifest: ModelManifest, paths: Sequ
     return np.concatenate(out) if out else np.zeros((0, manifest.n_classes))
 
 
-def mosaic_logits(bundle: Any, paths: Sequence[Path], device: torch.device,
-                  batch_size: int = 64) -> tuple[np.ndarray, list[bool]]:
+def mosaic_logits(
+    bundle: Any, paths: Sequence[Path], device: torch.device, batch_size: int = 64
+) -> tuple[np.ndarray, list[bool]]:
     """Mean tile logits of each mosaic by ``classify_mosaic`` (the app's own path).
 
     Returns the logits (zeros where a mosaic has no tissue) and which mosaics had tissue.
@@ -387,8 +405,7 @@ def mosaic_logits(bundle: Any, paths: Sequence[Path], device: torch.device,
     ok: list[bool] = []
     for i, path in enumerate(paths):
         with open_mosaic(path, cache_bytes=8 << 20) as mosaic:
-            prediction = classify_mosaic(mosaic, bundle, device=str(device),
-                                         batch_size=batch_size)
+            prediction = classify_mosaic(mosaic, bundle, device=str(device), batch_size=batch_size)
         ok.append(prediction.status == STATUS_OK)
         if prediction.status == STATUS_OK:
             logits[i] = prediction.logits
@@ -398,8 +415,9 @@ def mosaic_logits(bundle: Any, paths: Sequence[Path], device: torch.device,
 # ------------------------------------------------------------------------------ train
 
 
-def _prepare_data(config: TrainingConfig, work_dir: Path, dist: _Distributed,
-                  progress: Progress | None) -> tuple[DataSet, tuple[float, float, float]]:
+def _prepare_data(
+    config: TrainingConfig, work_dir: Path, dist: _Distributed, progress: Progress | None
+) -> tuple[DataSet, tuple[float, float, float]]:
     fractions = parse_split_fractions(config.split)
     split_file = work_dir / SPLIT_JSON
     if config.resume and split_file.is_file():
@@ -458,8 +476,11 @@ def train(config: TrainingConfig, progress: Progress | None = print) -> Training
     val_records = data.in_split("validation")
     counts = {s: data.counts(s) for s in SPLITS}
     synthetic = _is_synthetic(config.data_dir) if config.synthetic is None else config.synthetic
-    _say(progress, "mosaics per split: " + "; ".join(
-        f"{s} " + ", ".join(f"{c} {n}" for c, n in counts[s].items()) for s in SPLITS))
+    _say(
+        progress,
+        "mosaics per split: "
+        + "; ".join(f"{s} " + ", ".join(f"{c} {n}" for c, n in counts[s].items()) for s in SPLITS),
+    )
 
     torch.manual_seed(config.seed)
     network = build_network(config.architecture, len(class_ids))
@@ -472,19 +493,33 @@ def train(config: TrainingConfig, progress: Progress | None = print) -> Training
         model = nn.parallel.DistributedDataParallel(
             network, device_ids=[device.index] if device.type == "cuda" else None
         )
-    weights = torch.tensor(class_weights(counts["train"], class_ids), dtype=torch.float32,
-                           device=device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay, foreach=True)
+    weights = torch.tensor(
+        class_weights(counts["train"], class_ids), dtype=torch.float32, device=device
+    )
+    optimizer = torch.optim.AdamW(
+        network.parameters(),
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        foreach=True,
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    settings = CropSettings(config.tile_px, config.pixel_size_um,
-                            min_tissue_fraction=config.min_tissue_fraction,
-                            whole_mosaic=config.whole_mosaic)
+    settings = CropSettings(
+        config.tile_px,
+        config.pixel_size_um,
+        min_tissue_fraction=config.min_tissue_fraction,
+        whole_mosaic=config.whole_mosaic,
+    )
     # whole-mosaic baseline: each "crop" is another augmented view of the whole mosaic
     crops = config.crops_per_mosaic
-    dataset = CropDataset(train_records, config.data_dir, class_ids, settings,
-                          crops_per_mosaic=crops, seed=config.seed,
-                          global_batch=config.batch_size)
+    dataset = CropDataset(
+        train_records,
+        config.data_dir,
+        class_ids,
+        settings,
+        crops_per_mosaic=crops,
+        seed=config.seed,
+        global_batch=config.batch_size,
+    )
     if dataset.epoch_length(0) == 0:
         raise TrainingError(
             f"{len(train_records)} training mosaic(s) x {crops} crop(s) make less than one "
@@ -495,9 +530,14 @@ def train(config: TrainingConfig, progress: Progress | None = print) -> Training
     sampler = EpochSampler(dataset, dist.world_size, dist.rank)
     local_batch = config.batch_size // dist.world_size
     loader = DataLoader(
-        dataset, batch_size=local_batch, sampler=sampler, num_workers=config.workers,
-        collate_fn=collate, persistent_workers=config.workers > 0,
-        pin_memory=device.type == "cuda", drop_last=False,
+        dataset,
+        batch_size=local_batch,
+        sampler=sampler,
+        num_workers=config.workers,
+        collate_fn=collate,
+        persistent_workers=config.workers > 0,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
     )
 
     history: list[dict[str, Any]] = []
@@ -524,8 +564,9 @@ def train(config: TrainingConfig, progress: Progress | None = print) -> Training
     stopped_early = False
     epoch = start_epoch
     manifest_base = {
-        "synthetic": synthetic, "data": "validation", "input": INPUT_WHOLE_MOSAIC
-        if config.whole_mosaic else INPUT_TILES,
+        "synthetic": synthetic,
+        "data": "validation",
+        "input": INPUT_WHOLE_MOSAIC if config.whole_mosaic else INPUT_TILES,
     }
     for epoch in range(start_epoch, config.epochs):
         if bad_epochs >= config.patience:
@@ -545,8 +586,9 @@ def train(config: TrainingConfig, progress: Progress | None = print) -> Training
                 chunks.append((images, labels))
             optimizer.zero_grad(set_to_none=True)
             for k, (chunk_images, chunk_labels) in enumerate(chunks):
-                inputs = to_model_input(chunk_images.numpy(), _input_manifest(config, class_ids),
-                                        device)
+                inputs = to_model_input(
+                    chunk_images.numpy(), _input_manifest(config, class_ids), device
+                )
                 chunk_labels = chunk_labels.to(device)
                 last = k == len(chunks) - 1
                 sync = contextlib.nullcontext() if (last or not dist.active) else model.no_sync()
@@ -566,25 +608,32 @@ def train(config: TrainingConfig, progress: Progress | None = print) -> Training
                     remaining += (config.epochs - epoch - 1) * float(np.mean(epoch_seconds))
                 else:
                     remaining += (config.epochs - epoch - 1) * per_step * steps_per_epoch * 1.15
-                _say(progress, (
-                    f"epoch {epoch + 1}/{config.epochs} step {step}/{steps_per_epoch} "
-                    f"loss {weighted_sum / max(samples, 1):.4f} "
-                    f"{step * config.batch_size / elapsed:.1f} crops/s "
-                    f"ETA {_format_seconds(remaining)}"
-                ))
+                _say(
+                    progress,
+                    (
+                        f"epoch {epoch + 1}/{config.epochs} step {step}/{steps_per_epoch} "
+                        f"loss {weighted_sum / max(samples, 1):.4f} "
+                        f"{step * config.batch_size / elapsed:.1f} crops/s "
+                        f"ETA {_format_seconds(remaining)}"
+                    ),
+                )
         scheduler.step()
         total_weighted, total_samples = dist.sum([weighted_sum, samples])
         train_loss = total_weighted / max(total_samples, 1)
 
         record: dict[str, Any] | None = None
         if dist.main:
-            val_logits, val_labels = _validate(network, config, class_ids, val_records,
-                                               work_dir, device, manifest_base)
-            val_loss = float(F.cross_entropy(torch.as_tensor(val_logits),
-                                             torch.as_tensor(val_labels)))
+            val_logits, val_labels = _validate(
+                network, config, class_ids, val_records, work_dir, device, manifest_base
+            )
+            val_loss = float(
+                F.cross_entropy(torch.as_tensor(val_logits), torch.as_tensor(val_labels))
+            )
             metrics = classification_metrics(val_labels, softmax(val_logits), class_ids)
             record = {
-                "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
                 "val_accuracy": metrics["accuracy"],
                 "val_balanced_accuracy": metrics["balanced_accuracy"],
                 "learning_rate": optimizer.param_groups[0]["lr"],
@@ -592,46 +641,86 @@ def train(config: TrainingConfig, progress: Progress | None = print) -> Training
             }
             if val_loss < best_loss - 1e-6:
                 best_loss, best_epoch, bad_epochs = val_loss, epoch + 1, 0
-                _save_atomic({"model": _state_to_cpu(network.state_dict()),
-                              "epoch": epoch + 1,
-                              "val_logits": torch.as_tensor(val_logits),
-                              "val_labels": torch.as_tensor(val_labels)}, work_dir / BEST_NAME)
+                _save_atomic(
+                    {
+                        "model": _state_to_cpu(network.state_dict()),
+                        "epoch": epoch + 1,
+                        "val_logits": torch.as_tensor(val_logits),
+                        "val_labels": torch.as_tensor(val_labels),
+                    },
+                    work_dir / BEST_NAME,
+                )
             else:
                 bad_epochs += 1
         record, best_loss, best_epoch, bad_epochs = dist.broadcast(
-            (record, best_loss, best_epoch, bad_epochs))
+            (record, best_loss, best_epoch, bad_epochs)
+        )
         history.append(record)
         epoch_seconds.append(record["seconds"])
         if dist.main:
-            _save_atomic({
-                "format": CHECKPOINT_FORMAT, "epoch": epoch + 1,
-                "model": _state_to_cpu(network.state_dict()),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "history_json": json.dumps(history), "rng_torch": torch.get_rng_state(),
-            }, checkpoint_path)
-            (work_dir / HISTORY_NAME).write_text(json.dumps(history, indent=1) + "\n",
-                                                 encoding="utf-8")
-        _say(progress, (
-            f"epoch {epoch + 1}/{config.epochs} done: train loss {train_loss:.4f}, validation "
-            f"loss {record['val_loss']:.4f}, validation accuracy "
-            f"{record['val_accuracy']:.3f} ({_format_seconds(record['seconds'])})"
-            + (" best" if best_epoch == epoch + 1 else "")
-        ))
+            _save_atomic(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "epoch": epoch + 1,
+                    "model": _state_to_cpu(network.state_dict()),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "best_loss": best_loss,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "history_json": json.dumps(history),
+                    "rng_torch": torch.get_rng_state(),
+                },
+                checkpoint_path,
+            )
+            (work_dir / HISTORY_NAME).write_text(
+                json.dumps(history, indent=1) + "\n", encoding="utf-8"
+            )
+        _say(
+            progress,
+            (
+                f"epoch {epoch + 1}/{config.epochs} done: train loss {train_loss:.4f}, validation "
+                f"loss {record['val_loss']:.4f}, validation accuracy "
+                f"{record['val_accuracy']:.3f} ({_format_seconds(record['seconds'])})"
+                + (" best" if best_epoch == epoch + 1 else "")
+            ),
+        )
         dist.barrier()
     completed = len(history)
     finished = (completed >= config.epochs) or stopped_early or bad_epochs >= config.patience
     stopped_early = stopped_early or (bad_epochs >= config.patience and completed < config.epochs)
     if dist.active:
         dist.barrier()
-    result = TrainingResult(Path(config.out_dir), work_dir, completed, best_epoch, 1.0, {},
-                            history, time.perf_counter() - started, stopped_early, finished)
+    result = TrainingResult(
+        Path(config.out_dir),
+        work_dir,
+        completed,
+        best_epoch,
+        1.0,
+        {},
+        history,
+        time.perf_counter() - started,
+        stopped_early,
+        finished,
+    )
     if not finished:
         _say(progress, f"stopped after epoch {completed} (resume with --resume)")
         return result
     if dist.main:
-        result = _export(config, class_ids, data, fractions, counts, synthetic, work_dir,
-                         device, history, pretrained_name, result, progress)
+        result = _export(
+            config,
+            class_ids,
+            data,
+            fractions,
+            counts,
+            synthetic,
+            work_dir,
+            device,
+            history,
+            pretrained_name,
+            result,
+            progress,
+        )
     dist.barrier()
     return result
 
@@ -642,11 +731,19 @@ def _input_manifest(config: TrainingConfig, class_ids: Sequence[str]) -> ModelMa
     cached = _INPUT_MANIFESTS.get(key)
     if cached is None:
         cached = build_manifest(
-            {"name": "training", "version": "0", "classes": list(class_ids),
-             "tile_px": config.tile_px, "pixel_size_um": config.pixel_size_um,
-             "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-             "training": {"synthetic": True, "data": "training"}},
-            weights_file="w.pt", weights_sha256="0" * 64, weights_format="torch_state_dict",
+            {
+                "name": "training",
+                "version": "0",
+                "classes": list(class_ids),
+                "tile_px": config.tile_px,
+                "pixel_size_um": config.pixel_size_um,
+                "mean": IMAGENET_MEAN,
+                "std": IMAGENET_STD,
+                "training": {"synthetic": True, "data": "training"},
+            },
+            weights_file="w.pt",
+            weights_sha256="0" * 64,
+            weights_format="torch_state_dict",
             weights_dtype="float32",
         )
         _INPUT_MANIFESTS[key] = cached
@@ -656,9 +753,15 @@ def _input_manifest(config: TrainingConfig, class_ids: Sequence[str]) -> ModelMa
 _INPUT_MANIFESTS: dict[tuple[Any, ...], ModelManifest] = {}
 
 
-def _validate(network: nn.Module, config: TrainingConfig, class_ids: Sequence[str],
-              records: Sequence[MosaicRecord], work_dir: Path, device: torch.device,
-              training: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def _validate(
+    network: nn.Module,
+    config: TrainingConfig,
+    class_ids: Sequence[str],
+    records: Sequence[MosaicRecord],
+    work_dir: Path,
+    device: torch.device,
+    training: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
     """Mosaic-level logits and labels of the validation split with the current weights."""
     labels = np.array([list(class_ids).index(r.class_id) for r in records], dtype=np.int64)
     paths = [r.absolute(config.data_dir) for r in records]
@@ -666,13 +769,22 @@ def _validate(network: nn.Module, config: TrainingConfig, class_ids: Sequence[st
     network.eval()
     try:
         if config.whole_mosaic:
-            logits = whole_mosaic_logits(network, _input_manifest(config, class_ids), paths,
-                                         device, config.validation_batch_size)
+            logits = whole_mosaic_logits(
+                network,
+                _input_manifest(config, class_ids),
+                paths,
+                device,
+                config.validation_batch_size,
+            )
         else:
-            fields = _manifest_fields(config, class_ids, temperature=1.0, training=training,
-                                      calibration_note="validation during training")
-            bundle = save_bundle(network, fields, work_dir / "validation-bundle",
-                                 overwrite=True)
+            fields = _manifest_fields(
+                config,
+                class_ids,
+                temperature=1.0,
+                training=training,
+                calibration_note="validation during training",
+            )
+            bundle = save_bundle(network, fields, work_dir / "validation-bundle", overwrite=True)
             try:
                 logits, _ = mosaic_logits(bundle, paths, device, config.validation_batch_size)
             finally:
@@ -687,11 +799,20 @@ def _validate(network: nn.Module, config: TrainingConfig, class_ids: Sequence[st
 # ------------------------------------------------------------------------------ export
 
 
-def _export(config: TrainingConfig, class_ids: Sequence[str], data: DataSet,
-            fractions: Sequence[float], counts: dict[str, dict[str, int]], synthetic: bool,
-            work_dir: Path, device: torch.device, history: list[dict[str, Any]],
-            pretrained_name: str | None, result: TrainingResult,
-            progress: Progress | None) -> TrainingResult:
+def _export(
+    config: TrainingConfig,
+    class_ids: Sequence[str],
+    data: DataSet,
+    fractions: Sequence[float],
+    counts: dict[str, dict[str, int]],
+    synthetic: bool,
+    work_dir: Path,
+    device: torch.device,
+    history: list[dict[str, Any]],
+    pretrained_name: str | None,
+    result: TrainingResult,
+    progress: Progress | None,
+) -> TrainingResult:
     from rcm_viewer.training.model_card import render_training_card
 
     best = torch.load(work_dir / BEST_NAME, map_location="cpu", weights_only=True)
@@ -715,8 +836,11 @@ def _export(config: TrainingConfig, class_ids: Sequence[str], data: DataSet,
         f"of {Path(config.data_dir).name}/ ({', '.join(class_ids)}); split "
         f"{'/'.join(f'{round(f * 100):g}' for f in fractions)} (seed {config.seed}), "
         "stratified by class, patient-disjoint"
-        + (" (patients from " + Path(config.patients_csv).name + ")"
-           if config.patients_csv else " (each mosaic its own patient)")
+        + (
+            " (patients from " + Path(config.patients_csv).name + ")"
+            if config.patients_csv
+            else " (each mosaic its own patient)"
+        )
     )
     command = config.command or "rcm-viewer train " + str(config.data_dir)
     training: dict[str, Any] = {
@@ -726,11 +850,14 @@ def _export(config: TrainingConfig, class_ids: Sequence[str], data: DataSet,
         "counts_per_class": {s: counts[s] for s in SPLITS},
         "skipped_files": len(data.skipped),
         "metrics": metrics,
-        "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()}
-                    for h in history],
-        "commands": {"train": command,
-                     "evaluate": f"rcm-viewer evaluate {config.data_dir} --model "
-                                 f"{config.out_dir} --split test"},
+        "history": [
+            {k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in history
+        ],
+        "commands": {
+            "train": command,
+            "evaluate": f"rcm-viewer evaluate {config.data_dir} --model "
+            f"{config.out_dir} --split test",
+        },
         "pretrained": pretrained_name or "none (trained from scratch)",
         "architecture": config.architecture,
         "epochs_planned": config.epochs,
@@ -743,10 +870,15 @@ def _export(config: TrainingConfig, class_ids: Sequence[str], data: DataSet,
         "optimizer": "AdamW, cosine schedule, class-weighted cross-entropy",
         "augmentations": {
             "random_crop": "tissue-centred crops at the model's µm/px"
-            if not config.whole_mosaic else "random crop of the resized mosaic",
-            "affine": {"degrees": ROTATION_DEGREES, "scale": list(SCALE_RANGE),
-                       "shear": SHEAR_DEGREES},
-            "brightness": list(BRIGHTNESS_RANGE), "contrast": list(CONTRAST_RANGE),
+            if not config.whole_mosaic
+            else "random crop of the resized mosaic",
+            "affine": {
+                "degrees": ROTATION_DEGREES,
+                "scale": list(SCALE_RANGE),
+                "shear": SHEAR_DEGREES,
+            },
+            "brightness": list(BRIGHTNESS_RANGE),
+            "contrast": list(CONTRAST_RANGE),
             "flips": "horizontal and vertical, p=0.5 each",
         },
         "seed": config.seed,
@@ -754,36 +886,52 @@ def _export(config: TrainingConfig, class_ids: Sequence[str], data: DataSet,
         "training_seconds": round(sum(float(h["seconds"]) for h in history), 1),
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, "
-                   f"device {device.type}",
+        f"device {device.type}",
         "python": sys.version.split()[0],
         "reference": PUBLISHED_REFERENCE,
     }
-    note = (f"temperature scaling fitted on the validation split ({after['n']} mosaics, "
-            "LBFGS on the NLL of mosaic-level logits)")
+    note = (
+        f"temperature scaling fitted on the validation split ({after['n']} mosaics, "
+        "LBFGS on the NLL of mosaic-level logits)"
+    )
     if after["accuracy"] == 1.0:
-        note = (f"temperature 1: the validation split ({after['n']} mosaics) was classified "
-                "without error, so temperature scaling has no finite optimum")
-    fields = _manifest_fields(config, class_ids, temperature=temperature, training=training,
-                              calibration_note=note)
+        note = (
+            f"temperature 1: the validation split ({after['n']} mosaics) was classified "
+            "without error, so temperature scaling has no finite optimum"
+        )
+    fields = _manifest_fields(
+        config, class_ids, temperature=temperature, training=training, calibration_note=note
+    )
     from rcm_viewer.inference.bundle import safetensors_available
 
     safetensors = safetensors_available()  # the same choice save_bundle makes
-    draft = build_manifest(fields,
-                           weights_file="model.safetensors" if safetensors else "weights.pt",
-                           weights_sha256="0" * 64,
-                           weights_format="safetensors" if safetensors else "torch_state_dict",
-                           weights_dtype="float16" if config.fp16 else "float32")
+    draft = build_manifest(
+        fields,
+        weights_file="model.safetensors" if safetensors else "weights.pt",
+        weights_sha256="0" * 64,
+        weights_format="safetensors" if safetensors else "torch_state_dict",
+        weights_dtype="float16" if config.fp16 else "float32",
+    )
     card = render_training_card(draft, config)
-    bundle = save_bundle(best["model"], fields, config.out_dir, fp16=config.fp16,
-                         model_card=card, overwrite=config.overwrite)
+    bundle = save_bundle(
+        best["model"],
+        fields,
+        config.out_dir,
+        fp16=config.fp16,
+        model_card=card,
+        overwrite=config.overwrite,
+    )
     for name in (SPLIT_JSON, SPLIT_CSV):
         shutil.copy2(work_dir / name, Path(config.out_dir) / name)
     if (work_dir / "validation-bundle").exists():
         shutil.rmtree(work_dir / "validation-bundle", ignore_errors=True)
-    _say(progress, (
-        f"exported {bundle.path} (best epoch {metrics['best_epoch']}, validation accuracy "
-        f"{metrics['validation_accuracy']:.3f}, temperature {temperature:.3f})"
-    ))
+    _say(
+        progress,
+        (
+            f"exported {bundle.path} (best epoch {metrics['best_epoch']}, validation accuracy "
+            f"{metrics['validation_accuracy']:.3f}, temperature {temperature:.3f})"
+        ),
+    )
     load_bundle(bundle.path)
     if not config.whole_mosaic:
         bundle = _fit_ood(bundle, config, data, device, progress)
@@ -797,8 +945,13 @@ def _export(config: TrainingConfig, class_ids: Sequence[str], data: DataSet,
 OOD_FIT_PER_CLASS = 40
 
 
-def _fit_ood(bundle: Any, config: TrainingConfig, data: DataSet, device: torch.device,
-             progress: Progress | None) -> Any:
+def _fit_ood(
+    bundle: Any,
+    config: TrainingConfig,
+    data: DataSet,
+    device: torch.device,
+    progress: Progress | None,
+) -> Any:
     """Fit the OOD statistics (training tiles) and thresholds (validation split)."""
     from rcm_viewer.inference.bundle import attach_ood
     from rcm_viewer.training.ood_fit import fit_from_items
@@ -810,8 +963,11 @@ def _fit_ood(bundle: Any, config: TrainingConfig, data: DataSet, device: torch.d
         for i in rng.permutation(len(mine))[:OOD_FIT_PER_CLASS]:
             fit.append((mine[i].absolute(config.data_dir), class_id))
     held = [(r.absolute(config.data_dir), r.class_id) for r in data.in_split("validation")]
-    _say(progress, f"fitting the out-of-distribution check on {len(fit)} training mosaics, "
-                   f"thresholds on {len(held)} validation mosaics")
+    _say(
+        progress,
+        f"fitting the out-of-distribution check on {len(fit)} training mosaics, "
+        f"thresholds on {len(held)} validation mosaics",
+    )
     try:
         model = fit_from_items(bundle, fit, held, device=str(device))
     except TrainingError as exc:

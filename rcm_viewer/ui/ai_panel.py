@@ -30,11 +30,15 @@ from rcm_viewer.reports.images import heatmap_image
 from rcm_viewer.reports.model import SYNTHETIC_BANNER
 from rcm_viewer.session import AIView
 
-UNVERIFIED_TEXT = ("Unverified model ({why}): no key this installation trusts signed it, so its "
-                   "origin and contents cannot be checked.")
-UNVERIFIED_TOOLTIP = ("A model bundle is verified when it is signed (rcm-viewer sign-bundle) by "
-                      "a key in the trusted-keys folder of the user data folder, or by the "
-                      "rcm-viewer project's key (demonstration models only).")
+UNVERIFIED_TEXT = (
+    "Unverified model ({why}): no key this installation trusts signed it, so its "
+    "origin and contents cannot be checked."
+)
+UNVERIFIED_TOOLTIP = (
+    "A model bundle is verified when it is signed (rcm-viewer sign-bundle) by "
+    "a key in the trusted-keys folder of the user data folder, or by the "
+    "rcm-viewer project's key (demonstration models only)."
+)
 
 #: pytorch-grad-cam methods offered for the visible region (ids of inference.CAM_METHODS;
 #: listed here so the panel needs no torch). Slow ones say so.
@@ -63,22 +67,33 @@ def ood_message(result: ResultView) -> tuple[str, bool]:
     if result.in_distribution is None:
         if result.probabilities is None:
             return "", False
-        return ("This model has no out-of-distribution statistics: it cannot say when an "
-                "image is unlike what it was trained on.", False)
+        return (
+            "This model has no out-of-distribution statistics: it cannot say when an "
+            "image is unlike what it was trained on.",
+            False,
+        )
     share = result.ood_tile_share or 0.0
     score = result.ood_score or 0.0
     if not result.in_distribution:
-        return (f"Outside what the model was trained on: this mosaic does not resemble its "
-                f"training images (OOD score {score:.1f}; 1.0 is the limit; {share:.0%} of "
-                "the tissue tiles are outside). The probabilities are not meaningful here: "
-                "check the pixel size, the device and the image type.", True)
+        return (
+            f"Outside what the model was trained on: this mosaic does not resemble its "
+            f"training images (OOD score {score:.1f}; 1.0 is the limit; {share:.0%} of "
+            "the tissue tiles are outside). The probabilities are not meaningful here: "
+            "check the pixel size, the device and the image type.",
+            True,
+        )
     if share > 0:
-        return (f"{share:.0%} of the tissue tiles are outside what the model was trained on "
-                f"(see the heatmap layer '{OOD_LAYER_NAME}'); the rest of the mosaic "
-                f"resembles its training images (OOD score {score:.2f}; 1.0 is the limit).",
-                False)
-    return (f"The mosaic resembles the model's training images (OOD score {score:.2f}; 1.0 "
-            "is the limit).", False)
+        return (
+            f"{share:.0%} of the tissue tiles are outside what the model was trained on "
+            f"(see the heatmap layer '{OOD_LAYER_NAME}'); the rest of the mosaic "
+            f"resembles its training images (OOD score {score:.2f}; 1.0 is the limit).",
+            False,
+        )
+    return (
+        f"The mosaic resembles the model's training images (OOD score {score:.2f}; 1.0 "
+        "is the limit).",
+        False,
+    )
 
 
 class ColorLegend(QWidget):
@@ -86,8 +101,10 @@ class ColorLegend(QWidget):
         super().__init__(parent)
         self._colormap = "Inferno"
         self.setFixedHeight(30)
-        self.setToolTip("Heatmap colours: how strongly the model's last layer responded "
-                        "for the chosen class (relative, 0 = no response).")
+        self.setToolTip(
+            "Heatmap colours: how strongly the model's last layer responded "
+            "for the chosen class (relative, 0 = no response)."
+        )
 
     def set_colormap(self, name: str) -> None:
         self._colormap = name
@@ -130,8 +147,9 @@ class AIPanel(QWidget):
         self.trust_label.setToolTip(UNVERIFIED_TOOLTIP)
         self.trust_label.setVisible(False)
         self.classify_button = QPushButton("Classify (Ctrl+R)")
-        self.classify_button.setToolTip("Run the classifier on the whole mosaic in the "
-                                        "background; the window stays usable")
+        self.classify_button.setToolTip(
+            "Run the classifier on the whole mosaic in the background; the window stays usable"
+        )
         self.classify_button.clicked.connect(self.classifyRequested)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
@@ -156,8 +174,10 @@ class AIPanel(QWidget):
         self.ood_label = QLabel("")
         self.ood_label.setObjectName("OodWarning")
         self.ood_label.setWordWrap(True)
-        self.ood_label.setToolTip("Out-of-distribution check: how much the tissue tiles "
-                                  "resemble the images the model was trained on")
+        self.ood_label.setToolTip(
+            "Out-of-distribution check: how much the tissue tiles "
+            "resemble the images the model was trained on"
+        )
         self.ood_label.setVisible(False)
         self.scale_label = QLabel("")
         self.scale_label.setWordWrap(True)
@@ -204,8 +224,10 @@ class AIPanel(QWidget):
         self.method_combo.setMinimumContentsLength(8)  # a narrow column must not clip the panel
         for method_id, label in REGION_METHODS:
             self.method_combo.addItem(label, method_id)
-        self.method_combo.setToolTip("Second-opinion saliency method (pytorch-grad-cam) for the "
-                                     "region on screen; Grad-CAM is the default")
+        self.method_combo.setToolTip(
+            "Second-opinion saliency method (pytorch-grad-cam) for the "
+            "region on screen; Grad-CAM is the default"
+        )
         self.layer_combo = QComboBox()
         self.layer_combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
@@ -213,16 +235,22 @@ class AIPanel(QWidget):
         self.layer_combo.setMinimumContentsLength(8)  # a narrow side column must not clip the panel
         self.layer_combo.addItem("last block (layer4)", "layer4")
         self.layer_combo.addItem("finer (layer3)", "layer3")
-        self.layer_combo.setToolTip("Which network layer the map comes from: layer3 is twice "
-                                    "as fine, layer4 is what the class decision uses")
+        self.layer_combo.setToolTip(
+            "Which network layer the map comes from: layer3 is twice "
+            "as fine, layer4 is what the class decision uses"
+        )
         self.explain_available = True  # False where torch is missing (the small app)
         self.explain_button = QPushButton("Explain visible region")
-        self.explain_button.setToolTip("Compute the chosen saliency map for the chosen class "
-                                       "over the region on screen (zoom in first: at most "
-                                       "about 1 mm a side)")
+        self.explain_button.setToolTip(
+            "Compute the chosen saliency map for the chosen class "
+            "over the region on screen (zoom in first: at most "
+            "about 1 mm a side)"
+        )
         self.explain_button.clicked.connect(
-            lambda: self.explainRequested.emit(self.method_combo.currentData(),
-                                               self.layer_combo.currentData()))
+            lambda: self.explainRequested.emit(
+                self.method_combo.currentData(), self.layer_combo.currentData()
+            )
+        )
         self.clear_explain_button = QPushButton("Back to whole-mosaic map")
         self.clear_explain_button.clicked.connect(self.clearExplanationRequested)
         self.clear_explain_button.setVisible(False)
@@ -284,8 +312,7 @@ class AIPanel(QWidget):
         self.progress.setValue(done)
         self.progress.setFormat(f"{done}/{total} tiles")
 
-    def set_model_info(self, name: str, version: str, synthetic: bool,
-                       trust: str = "") -> None:
+    def set_model_info(self, name: str, version: str, synthetic: bool, trust: str = "") -> None:
         self.banner.setVisible(synthetic)
         self.model_label.setText(f"Model: {name} {version}")
         self.set_model_trust(trust)
@@ -327,11 +354,14 @@ class AIPanel(QWidget):
         self.result = result
         self.banner.setVisible(result.synthetic)
         sha = result.weights_sha256[:12]
-        self.model_label.setText(f"Model: {result.model_name} {result.model_version} "
-                                 f"(weights {sha}…)")
+        self.model_label.setText(
+            f"Model: {result.model_name} {result.model_version} (weights {sha}…)"
+        )
         self.set_model_trust(result.model_trust)
-        self.model_label.setToolTip(f"weights sha256 {result.weights_sha256}"
-                                    + (f"; {result.model_trust}" if result.model_trust else ""))
+        self.model_label.setToolTip(
+            f"weights sha256 {result.weights_sha256}"
+            + (f"; {result.model_trust}" if result.model_trust else "")
+        )
         for text in self._bar_texts:
             self.plot.removeItem(text)
         self._bar_texts = []
@@ -347,12 +377,14 @@ class AIPanel(QWidget):
         if result.probabilities is not None:
             probs = list(result.probabilities)
             top = int(np.argmax(probs))
-            brushes = [pg.mkBrush(230, 150, 60) if i == top else pg.mkBrush(90, 150, 230)
-                       for i in range(n)]
+            brushes = [
+                pg.mkBrush(230, 150, 60) if i == top else pg.mkBrush(90, 150, 230) for i in range(n)
+            ]
             if grey:
                 brushes = [pg.mkBrush(*GREY_BRUSH) for _ in range(n)]
-            self.bars.setOpts(x0=[0] * n, y=[n - 1 - i for i in range(n)], width=probs,
-                              brushes=brushes)
+            self.bars.setOpts(
+                x0=[0] * n, y=[n - 1 - i for i in range(n)], width=probs, brushes=brushes
+            )
             for i, p in enumerate(probs):
                 text = pg.TextItem(f"{p * 100:.0f}%", color=(235, 235, 235), anchor=(0, 0.5))
                 text.setPos(min(p, 0.82) + 0.02, n - 1 - i)
@@ -363,7 +395,8 @@ class AIPanel(QWidget):
                 lead += "Not meaningful (outside the training data): "
             self.summary_label.setText(
                 f"{lead}Most likely: {result.class_names[top]} ({probs[top] * 100:.0f}%). "
-                f"{result.detail}")
+                f"{result.detail}"
+            )
         else:
             self.bars.setOpts(x0=[], y=[], width=[])
             self.summary_label.setText(f"No prediction: {result.status}. {result.detail}")
@@ -382,17 +415,26 @@ class AIPanel(QWidget):
         self.heatmapChanged.emit()
 
     def _set_heatmap_controls_enabled(self, enabled: bool) -> None:
-        for widget in (self.show_heatmap, self.class_combo, self.opacity, self.threshold,
-                       self.colormap, self.legend, self.method_combo, self.layer_combo,
-                       self.explain_button):
+        for widget in (
+            self.show_heatmap,
+            self.class_combo,
+            self.opacity,
+            self.threshold,
+            self.colormap,
+            self.legend,
+            self.method_combo,
+            self.layer_combo,
+            self.explain_button,
+        ):
             widget.setEnabled(enabled)
         self.explain_button.setEnabled(enabled and self.explain_available)
 
     def set_explanation_state(self, text: str, active: bool, busy: bool = False) -> None:
         self.explain_label.setText(text)
         self.clear_explain_button.setVisible(active)
-        self.explain_button.setEnabled(not busy and self.result is not None
-                                       and self.explain_available)
+        self.explain_button.setEnabled(
+            not busy and self.result is not None and self.explain_available
+        )
 
     def set_explain_available(self, available: bool, reason: str = "") -> None:
         """Whether "Explain visible region" can run here (it needs torch)."""

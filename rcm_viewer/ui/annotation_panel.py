@@ -116,7 +116,7 @@ class AnnotationPanel(QWidget):
         self.criterion_combo = QComboBox(self)
         self.criterion_combo.setToolTip(
             "Link the selected annotations to a criterion of the assessment form "
-            "(\"pagetoid cells here\"); the form marks linked criteria with \u25c6."
+            '("pagetoid cells here"); the form marks linked criteria with \u25c6.'
         )
         self.colour_combo = QComboBox(self)
         self.colour_combo.setToolTip("Colour of the selected annotations and of the next ones")
@@ -258,8 +258,13 @@ class AnnotationPanel(QWidget):
             self._updating = False
         count = self.tree.topLevelItemCount()
         enabled = self.layer.case_id is not None
-        for widget in (self.import_button, self.label_combo, self.criterion_combo,
-                       self.colour_combo, *self.tool_buttons.values()):
+        for widget in (
+            self.import_button,
+            self.label_combo,
+            self.criterion_combo,
+            self.colour_combo,
+            *self.tool_buttons.values(),
+        ):
             widget.setEnabled(enabled)
         self.export_button.setEnabled(enabled and count > 0)
         self.delete_button.setEnabled(bool(selected))

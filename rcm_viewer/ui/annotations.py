@@ -201,9 +201,7 @@ def edit_handles(feature: Mapping[str, Any]) -> list[tuple[float, float]]:
     return [_vertex_at(feature["geometry"], ref) for ref in refs]
 
 
-def edited_feature(
-    feature: Mapping[str, Any], handle: int, x: float, y: float
-) -> dict[str, Any]:
+def edited_feature(feature: Mapping[str, Any], handle: int, x: float, y: float) -> dict[str, Any]:
     """The annotation with handle number ``handle`` dragged to (x, y)."""
     shape = geo.shape_of(feature)
     if shape == "rectangle":
@@ -288,11 +286,16 @@ class _Label(QGraphicsItem):
         if not self._text:
             return QRectF()
         metrics = QFontMetricsF(self._font)
-        return QRectF(0, -metrics.height() - 4, metrics.horizontalAdvance(self._text) + 8,
-                      metrics.height() + 4)
+        return QRectF(
+            0,
+            -metrics.height() - 4,
+            metrics.horizontalAdvance(self._text) + 8,
+            metrics.height() + 4,
+        )
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
+    ) -> None:
         if not self._text:
             return
         box = self.boundingRect()
@@ -357,8 +360,11 @@ class AnnotationItem(QGraphicsPathItem):
             self.label.setPos(left, top)
         self.setPos(self._origin)
         area = geometry["type"] in ("Polygon", "MultiPolygon", "Point", "MultiPoint")
-        self.setBrush(_qcolor(geo.color_of(feature), 150 if is_point else 40) if area
-                      else QBrush(Qt.BrushStyle.NoBrush))
+        self.setBrush(
+            _qcolor(geo.color_of(feature), 150 if is_point else 40)
+            if area
+            else QBrush(Qt.BrushStyle.NoBrush)
+        )
         self._restyle(color)
         text = geo.display_name(feature)
         if geo.criterion_of(feature):
@@ -388,8 +394,9 @@ class AnnotationItem(QGraphicsPathItem):
             outline = outline.united(self.path())
         return outline
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
+    ) -> None:
         # selection shows as a thicker outline and handles, not Qt's dashed box
         option.state &= ~QStyle.StateFlag.State_Selected
         super().paint(painter, option, widget)
@@ -489,8 +496,9 @@ class AnnotationLayer(QObject):
     toolChanged = Signal(object)
     errorOccurred = Signal(str)
 
-    def __init__(self, view: MosaicView, store: CaseStore | None,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self, view: MosaicView, store: CaseStore | None, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent or view)
         self.view = view
         self._store = store
@@ -641,8 +649,10 @@ class AnnotationLayer(QObject):
         margin = 1.25
         if rect.width() * margin > visible.width() or rect.height() * margin > visible.height():
             viewport = view.viewport().rect()
-            zoom = min(viewport.width() / max(rect.width() * margin, 1.0),
-                       viewport.height() / max(rect.height() * margin, 1.0))
+            zoom = min(
+                viewport.width() / max(rect.width() * margin, 1.0),
+                viewport.height() / max(rect.height() * margin, 1.0),
+            )
             view.set_zoom(zoom, rect.center())
         view.center_on(rect.center().x(), rect.center().y())
 
@@ -681,8 +691,9 @@ class AnnotationLayer(QObject):
         ids = [fid for fid in feature_ids if fid in self._features]
         if not ids or not self._can_edit():
             return
-        steps = [self._replacement(geo.with_properties(self._features[fid], **changes))
-                 for fid in ids]
+        steps = [
+            self._replacement(geo.with_properties(self._features[fid], **changes)) for fid in ids
+        ]
         self._push(text, [step for step in steps if step is not None])
 
     def remove(self, feature_ids: Iterable[str]) -> None:
@@ -747,8 +758,10 @@ class AnnotationLayer(QObject):
                 self._items[fid].set_feature(self._features[fid])
             return
         text = "Move annotation" if len(moved) == 1 else f"Move {len(moved)} annotations"
-        steps = [self._replacement(geo.translated(self._features[fid], delta.x(), delta.y()))
-                 for fid, delta in moved]
+        steps = [
+            self._replacement(geo.translated(self._features[fid], delta.x(), delta.y()))
+            for fid, delta in moved
+        ]
         self._push(text, [step for step in steps if step is not None])
 
     def apply_changes(self, case_id: str | None, changes: Sequence[Change]) -> bool:
@@ -844,8 +857,12 @@ class AnnotationLayer(QObject):
             action.setChecked(True)
         self.toolChanged.emit(name)
 
-    def set_style(self, label: str | None = None, color: Sequence[int] | None = None,
-                  criterion: str | None | bool = False) -> None:
+    def set_style(
+        self,
+        label: str | None = None,
+        color: Sequence[int] | None = None,
+        criterion: str | None | bool = False,
+    ) -> None:
         """Label, colour and criterion given to the next annotations drawn."""
         if label is not None:
             self.current_label = label
@@ -864,8 +881,14 @@ class AnnotationLayer(QObject):
         if self._actions:
             return dict(self._actions)
         group = QActionGroup(parent)
-        names = {None: "&Select / pan", "rectangle": "&Rectangle", "ellipse": "&Ellipse",
-                 "polygon": "&Polygon", "freehand": "Free&hand", "point": "Poin&t"}
+        names = {
+            None: "&Select / pan",
+            "rectangle": "&Rectangle",
+            "ellipse": "&Ellipse",
+            "polygon": "&Polygon",
+            "freehand": "Free&hand",
+            "point": "Poin&t",
+        }
         for tool, text in names.items():
             action = QAction(text, parent)
             action.setCheckable(True)
@@ -895,8 +918,11 @@ class AnnotationLayer(QObject):
         return 1.0 / max(self.view.zoom, 1e-9)
 
     def _style_kwargs(self) -> dict[str, Any]:
-        return {"label": self.current_label, "color": self.current_color,
-                "criterion": self.current_criterion}
+        return {
+            "label": self.current_label,
+            "color": self.current_color,
+            "criterion": self.current_criterion,
+        }
 
     def _update_preview(self) -> None:
         path = QPainterPath()
@@ -928,12 +954,14 @@ class AnnotationLayer(QObject):
         if min(rect.width(), rect.height()) < MIN_DRAG_PX * self._screen_px():
             return
         if tool == "rectangle":
-            feature = geo.rectangle_feature(rect.left(), rect.top(), rect.right(), rect.bottom(),
-                                            **self._style_kwargs())
+            feature = geo.rectangle_feature(
+                rect.left(), rect.top(), rect.right(), rect.bottom(), **self._style_kwargs()
+            )
         else:
             center = rect.center()
-            feature = geo.ellipse_feature(center.x(), center.y(), rect.width() / 2,
-                                          rect.height() / 2, **self._style_kwargs())
+            feature = geo.ellipse_feature(
+                center.x(), center.y(), rect.width() / 2, rect.height() / 2, **self._style_kwargs()
+            )
         self._add_drawn(feature)
 
     def close_polygon(self) -> bool:
@@ -946,8 +974,9 @@ class AnnotationLayer(QObject):
         self.cancel_drawing()
         if len(points) < 3:
             return False
-        feature = geo.polygon_feature([(p.x(), p.y()) for p in points],
-                                      freehand=tool == "freehand", **self._style_kwargs())
+        feature = geo.polygon_feature(
+            [(p.x(), p.y()) for p in points], freehand=tool == "freehand", **self._style_kwargs()
+        )
         if geo.measure(feature, None).area_px <= 0:
             return False
         self._add_drawn(feature)
@@ -1008,8 +1037,10 @@ class AnnotationLayer(QObject):
             return
         self._pointer = point
         step = FREEHAND_STEP_PX * self._screen_px()
-        if self._tool == "freehand" and self._drawing and (
-            _distance(point, self._drawing[-1]) >= step
+        if (
+            self._tool == "freehand"
+            and self._drawing
+            and (_distance(point, self._drawing[-1]) >= step)
         ):
             self._drawing.append(point)
         self._update_preview()
@@ -1065,12 +1096,14 @@ class AnnotationLayer(QObject):
             item.prepareGeometryChange()
 
 
-_MOUSE_EVENTS = frozenset({
-    QEvent.Type.MouseButtonPress,
-    QEvent.Type.MouseMove,
-    QEvent.Type.MouseButtonRelease,
-    QEvent.Type.MouseButtonDblClick,
-})
+_MOUSE_EVENTS = frozenset(
+    {
+        QEvent.Type.MouseButtonPress,
+        QEvent.Type.MouseMove,
+        QEvent.Type.MouseButtonRelease,
+        QEvent.Type.MouseButtonDblClick,
+    }
+)
 
 
 def _distance(a: QPointF, b: QPointF) -> float:

@@ -39,8 +39,9 @@ def _install_excepthook(window) -> None:
     def hook(exc_type, exc, tb):
         log.error("unhandled: %s", "".join(traceback.format_exception(exc_type, exc, tb)))
         with contextlib.suppress(Exception):  # the window itself may be gone
-            window.show_error("Unexpected error", f"{exc_type.__name__}: {exc} (details in the "
-                              "log)")
+            window.show_error(
+                "Unexpected error", f"{exc_type.__name__}: {exc} (details in the log)"
+            )
 
     sys.excepthook = hook
 

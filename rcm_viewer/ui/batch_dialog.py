@@ -100,8 +100,11 @@ class BatchResultsModel(QAbstractTableModel):
     FIXED_BEFORE = ("File", "Status", "Top class")
     FIXED_AFTER = ("Case", "Seconds")
 
-    def __init__(self, class_ids: tuple[str, ...] = ("melanoma", "bcc", "naevus"),
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        class_ids: tuple[str, ...] = ("melanoma", "bcc", "naevus"),
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.class_ids = class_ids
         self.entries: list[BatchEntry] = []
@@ -121,8 +124,12 @@ class BatchResultsModel(QAbstractTableModel):
     def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(self.headers())
 
-    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def headerData(
+        self,
+        section: int,
+        orientation: Qt.Orientation,  # noqa: N802
+        role: int = Qt.ItemDataRole.DisplayRole,
+    ) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return self.headers()[section]
         return None
@@ -131,8 +138,9 @@ class BatchResultsModel(QAbstractTableModel):
         index = column - len(self.FIXED_BEFORE)
         return index if 0 <= index < len(self.class_ids) else None
 
-    def data(self, index: QModelIndex | QPersistentModelIndex,
-             role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
         if not index.isValid():
             return None
         entry = self.entries[index.row()]
@@ -198,8 +206,11 @@ class BatchFilterModel(QSortFilterProxyModel):
             self.show_status, self.top_class = status, top_class
             self.invalidateFilter()
 
-    def filterAcceptsRow(self, source_row: int,  # noqa: N802
-                         source_parent: QModelIndex | QPersistentModelIndex) -> bool:
+    def filterAcceptsRow(
+        self,
+        source_row: int,  # noqa: N802
+        source_parent: QModelIndex | QPersistentModelIndex,
+    ) -> bool:
         model = self.sourceModel()
         if not isinstance(model, BatchResultsModel):
             return True
@@ -214,8 +225,12 @@ class BatchFilterModel(QSortFilterProxyModel):
 class ProbabilityDelegate(QStyledItemDelegate):
     """A probability as a bar with its value; the hidden text as plain text."""
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
-              index: QModelIndex | QPersistentModelIndex) -> None:
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
         value = index.data(ProbabilityRole)
         if value is None:
             super().paint(painter, option, index)
@@ -241,9 +256,16 @@ class BatchDialog(QDialog):
     rowAdded = Signal(int)  # number of rows so far (tests, status bars)  # noqa: N815
     batchFinished = Signal(str)  # finished | cancelled | failed: <reason>  # noqa: N815
 
-    def __init__(self, store: CaseStore, parent: QWidget | None = None, *,
-                 user: str | None = None, reader_mode: str | None = None,
-                 models_dir: str | Path | None = None, device: str = "auto") -> None:
+    def __init__(
+        self,
+        store: CaseStore,
+        parent: QWidget | None = None,
+        *,
+        user: str | None = None,
+        reader_mode: str | None = None,
+        models_dir: str | Path | None = None,
+        device: str = "auto",
+    ) -> None:
         super().__init__(parent)
         from rcm_viewer.session import resolve_reader
         from rcm_viewer.ui.ai_gate import reader_mode_for_new_cases
@@ -275,8 +297,12 @@ class BatchDialog(QDialog):
         add.setToolTip("Add a folder of mosaics to the batch")
         add.clicked.connect(self._choose_folder)
         remove = QPushButton("Remove")
-        remove.clicked.connect(lambda: [self.folder_list.takeItem(self.folder_list.row(i))
-                                        for i in self.folder_list.selectedItems()])
+        remove.clicked.connect(
+            lambda: [
+                self.folder_list.takeItem(self.folder_list.row(i))
+                for i in self.folder_list.selectedItems()
+            ]
+        )
         buttons = QVBoxLayout()
         buttons.addWidget(add)
         buttons.addWidget(remove)
@@ -289,8 +315,10 @@ class BatchDialog(QDialog):
         self.recursive.setChecked(True)
         self.include = QLineEdit()
         self.include.setPlaceholderText("e.g. *.tif, lesion_*  (empty: every mosaic)")
-        self.include.setToolTip("Only file names (or paths below the folder) matching one of "
-                                "these globs, separated by commas")
+        self.include.setToolTip(
+            "Only file names (or paths below the folder) matching one of "
+            "these globs, separated by commas"
+        )
         self.exclude = QLineEdit()
         self.exclude.setPlaceholderText("e.g. *_old.tif")
         self.exclude.setToolTip("Leave out files matching one of these globs")
@@ -301,12 +329,16 @@ class BatchDialog(QDialog):
         self.pixel_size.setDecimals(3)
         self.pixel_size.setSpecialValueText("from each file")
         self.pixel_size.setSuffix(" µm/px")
-        self.pixel_size.setToolTip("One pixel size for every file (overrides the files); "
-                                   "leave at 'from each file' to use what each file records")
+        self.pixel_size.setToolTip(
+            "One pixel size for every file (overrides the files); "
+            "leave at 'from each file' to use what each file records"
+        )
         self.output = QLineEdit()
         self.output.setPlaceholderText("optional: results.csv, .json or .jsonl")
-        self.output.setToolTip("Rows are appended to this file as each mosaic finishes; "
-                               "probabilities hidden by reader-first are left out")
+        self.output.setToolTip(
+            "Rows are appended to this file as each mosaic finishes; "
+            "probabilities hidden by reader-first are left out"
+        )
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._choose_output)
         out_row = QHBoxLayout()
@@ -327,8 +359,7 @@ class BatchDialog(QDialog):
         self.start_button.clicked.connect(self.start)
         self.pause_button = QPushButton("Pause")
         self.pause_button.setCheckable(True)
-        self.pause_button.setToolTip("Pause after the current batch of tiles; press again "
-                                     "to go on")
+        self.pause_button.setToolTip("Pause after the current batch of tiles; press again to go on")
         self.pause_button.toggled.connect(self.set_paused)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the batch (finished rows and cases are kept)")
@@ -436,8 +467,11 @@ class BatchDialog(QDialog):
         if default is not None and default.resolve() not in paths:
             self.model_box.addItem(default.name, str(default))
         for entry in entries:
-            label = entry.manifest.display_name if entry.manifest else f"{entry.path.name} " \
-                f"(unusable: {entry.problem})"
+            label = (
+                entry.manifest.display_name
+                if entry.manifest
+                else f"{entry.path.name} (unusable: {entry.problem})"
+            )
             self.model_box.addItem(label, str(entry.path))
             if default is not None and entry.path == default.resolve():
                 self.model_box.setCurrentIndex(self.model_box.count() - 1)
@@ -455,8 +489,8 @@ class BatchDialog(QDialog):
 
     def _choose_output(self) -> None:
         name, _ = QFileDialog.getSaveFileName(
-            self, "Results file", "results.csv",
-            "CSV (*.csv);;JSON (*.json);;JSON Lines (*.jsonl)")
+            self, "Results file", "results.csv", "CSV (*.csv);;JSON (*.json);;JSON Lines (*.jsonl)"
+        )
         if name:
             self.output.setText(name)
 
@@ -507,9 +541,12 @@ class BatchDialog(QDialog):
             self.results.set_classes(class_ids)
             self._apply_delegates()
             self._fill_filter()
-        scan = FileScan(roots, recursive=self.recursive.isChecked(),
-                        include=_globs(self.include.text()),
-                        exclude=_globs(self.exclude.text()))
+        scan = FileScan(
+            roots,
+            recursive=self.recursive.isChecked(),
+            include=_globs(self.include.text()),
+            exclude=_globs(self.exclude.text()),
+        )
         pixel_size = self.pixel_size.value() or None
         paused = self._paused
         paused.clear()
@@ -528,21 +565,25 @@ class BatchDialog(QDialog):
 
             def on_file(index: int, path: Path) -> None:
                 wait_if_paused()
-                emit({"kind": "file", "index": index, "total": scan.total or 0,
-                      "path": str(path)})
+                emit({"kind": "file", "index": index, "total": scan.total or 0, "path": str(path)})
 
             def tiles(index: int, total: int, done: int, tile_total: int) -> None:
                 progress(done, tile_total)
 
             writer = None
             if output:
-                writer = RowWriter(output, class_ids,
-                                   weights_sha256=bundle.manifest.weights_sha256)
+                writer = RowWriter(output, class_ids, weights_sha256=bundle.manifest.weights_sha256)
             count = 0
             try:
-                for row in classify_paths(scan, bundle, pixel_size_um=pixel_size,
-                                          device=self.device, progress=tiles,
-                                          cancel=wait_if_paused, on_file=on_file):
+                for row in classify_paths(
+                    scan,
+                    bundle,
+                    pixel_size_um=pixel_size,
+                    device=self.device,
+                    progress=tiles,
+                    cancel=wait_if_paused,
+                    on_file=on_file,
+                ):
                     entry = self._worklist_entry(row)
                     if writer is not None:
                         writer.write(_gated_row(entry))
@@ -586,18 +627,35 @@ class BatchDialog(QDialog):
         if ok and row.prediction is not None and row.sha256:
             try:
                 case, _restored = case_for_mosaic(
-                    self.store, row.path, row.sha256, user=self.user,
-                    reader_mode=self.reader_mode, pixel_size_um=row.pixel_size_um)
+                    self.store,
+                    row.path,
+                    row.sha256,
+                    user=self.user,
+                    reader_mode=self.reader_mode,
+                    pixel_size_um=row.pixel_size_um,
+                )
                 case = self.store.save_ai_result(
-                    case.case_id, stored_from_prediction(row.prediction), self.user)
+                    case.case_id, stored_from_prediction(row.prediction), self.user
+                )
                 case_id = case.case_id
                 hidden, probabilities, top_class = _visible(case)
             except (RcmError, ValueError) as exc:
-                status, ok = f"{row.path.name}: classified, but the case could not be " \
-                    f"saved ({exc})", False
-        return BatchEntry(row.path, status, ok, tuple(row.class_ids), probabilities,
-                          top_class, case_id, hidden, row.seconds,
-                          replace(row, prediction=None))
+                status, ok = (
+                    f"{row.path.name}: classified, but the case could not be saved ({exc})",
+                    False,
+                )
+        return BatchEntry(
+            row.path,
+            status,
+            ok,
+            tuple(row.class_ids),
+            probabilities,
+            top_class,
+            case_id,
+            hidden,
+            row.seconds,
+            replace(row, prediction=None),
+        )
 
     def _on_partial(self, message: dict) -> None:
         total = int(message.get("total") or 0)
@@ -611,7 +669,8 @@ class BatchDialog(QDialog):
                 eta = f" — about {format_eta(per_file * (total - message['index']))} left"
             shown = total or "?"
             self.status_label.setText(
-                f"File {message['index'] + 1} of {shown}: {Path(message['path']).name}{eta}")
+                f"File {message['index'] + 1} of {shown}: {Path(message['path']).name}{eta}"
+            )
         elif message["kind"] == "row":
             entry: BatchEntry = message["entry"]
             self._files_done += 1
@@ -634,7 +693,8 @@ class BatchDialog(QDialog):
         self.overall.setValue(len(self.results.entries))
         self.status_label.setText(
             f"Batch {outcome}. {len(self.results.entries)} file(s) in the list, {failed} "
-            "could not be classified.")
+            "could not be classified."
+        )
         self.batchFinished.emit(outcome)
 
     def set_paused(self, paused: bool) -> None:
@@ -676,8 +736,10 @@ class BatchDialog(QDialog):
                 continue
             hidden, probabilities, top_class = _visible(case)
             if (hidden, probabilities) != (entry.hidden, entry.probabilities):
-                self.results.replace_entry(row, replace(
-                    entry, hidden=hidden, probabilities=probabilities, top_class=top_class))
+                self.results.replace_entry(
+                    row,
+                    replace(entry, hidden=hidden, probabilities=probabilities, top_class=top_class),
+                )
         self.hidden_note.setVisible(any(e.hidden for e in self.results.entries))
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802
@@ -706,8 +768,9 @@ class BatchDialog(QDialog):
         self.status_label.setText("No further case in the list.")
 
     def _export(self, suffix: str) -> None:
-        name, _ = QFileDialog.getSaveFileName(self, "Export results", f"results{suffix}",
-                                              f"{suffix[1:].upper()} (*{suffix})")
+        name, _ = QFileDialog.getSaveFileName(
+            self, "Export results", f"results{suffix}", f"{suffix[1:].upper()} (*{suffix})"
+        )
         if name:
             self.export(name)
 
@@ -716,8 +779,7 @@ class BatchDialog(QDialog):
         from rcm_viewer.inference.batch import write_rows
 
         try:
-            write_rows([_gated_row(e) for e in self.results.entries], path,
-                       self.results.class_ids)
+            write_rows([_gated_row(e) for e in self.results.entries], path, self.results.class_ids)
         except (RcmError, OSError) as exc:
             self._error(f"Cannot export to {Path(path).name}: {exc}")
         return Path(path)

@@ -351,8 +351,10 @@ class CaseListDialog(QDialog):
         if path is None:
             folder = app_settings.last_folder(EXPORT_FOLDER_KEY) or str(Path.home())
             chosen, _filter = QFileDialog.getSaveFileName(
-                self, f"Export case {case_id}", str(Path(folder) / f"{case_id}.json"),
-                "JSON files (*.json)"
+                self,
+                f"Export case {case_id}",
+                str(Path(folder) / f"{case_id}.json"),
+                "JSON files (*.json)",
             )
             if not chosen:
                 return None

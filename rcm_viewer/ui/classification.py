@@ -129,17 +129,30 @@ class Classification(QObject):
 
             bundle = load_chosen_bundle()
             manifest = bundle.manifest
-            job.signals.partial.emit(("model", manifest.name, manifest.version, manifest.synthetic,
-                                      bundle.trust))
+            job.signals.partial.emit(
+                ("model", manifest.name, manifest.version, manifest.synthetic, bundle.trust)
+            )
             try:
-                return classify_mosaic(mosaic, bundle, progress=progress, cancel=cancelled,
-                                       on_partial=job.signals.partial.emit, backend=backend)
+                return classify_mosaic(
+                    mosaic,
+                    bundle,
+                    progress=progress,
+                    cancel=cancelled,
+                    on_partial=job.signals.partial.emit,
+                    backend=backend,
+                )
             except InferenceError:
                 if backend == "auto":
                     raise
                 # the chosen runtime is gone (uninstalled, no export): the fastest one
-                return classify_mosaic(mosaic, bundle, progress=progress, cancel=cancelled,
-                                       on_partial=job.signals.partial.emit, backend="auto")
+                return classify_mosaic(
+                    mosaic,
+                    bundle,
+                    progress=progress,
+                    cancel=cancelled,
+                    on_partial=job.signals.partial.emit,
+                    backend="auto",
+                )
 
         backend = chosen_backend()
         self.session.clear_result()

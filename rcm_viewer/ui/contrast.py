@@ -33,10 +33,16 @@ class ContrastPanel(QWidget):
         self.plot.hideAxis("left")
         self.plot.setMenuEnabled(False)
         self.plot.getPlotItem().hideButtons()
-        self.plot.setToolTip("Histogram of the mosaic. Drag the shaded band or its edges to set "
-                             "the black and white points.")
-        self.curve = pg.PlotDataItem(fillLevel=0, brush=(120, 160, 220, 110),
-                                     pen=pg.mkPen((150, 190, 240), width=1), stepMode="center")
+        self.plot.setToolTip(
+            "Histogram of the mosaic. Drag the shaded band or its edges to set "
+            "the black and white points."
+        )
+        self.curve = pg.PlotDataItem(
+            fillLevel=0,
+            brush=(120, 160, 220, 110),
+            pen=pg.mkPen((150, 190, 240), width=1),
+            stepMode="center",
+        )
         self.plot.addItem(self.curve)
         self.region = pg.LinearRegionItem(values=(0, 255), brush=(255, 190, 40, 40))
         self.region.sigRegionChanged.connect(self._on_region)
@@ -79,8 +85,9 @@ class ContrastPanel(QWidget):
         layout.addLayout(buttons)
         self._refresh_labels()
 
-    def set_data(self, sample: np.ndarray | None, dtype: np.dtype,
-                 auto_range: tuple[float, float]) -> None:
+    def set_data(
+        self, sample: np.ndarray | None, dtype: np.dtype, auto_range: tuple[float, float]
+    ) -> None:
         """Histogram from a (small) sample of the mosaic; start auto-contrasted."""
         self._max_value = 65535.0 if np.dtype(dtype).itemsize == 2 else 255.0
         self._auto_range = auto_range
@@ -120,8 +127,12 @@ class ContrastPanel(QWidget):
 
     def settings(self) -> DisplaySettings:
         black, white = self.region.getRegion()
-        return DisplaySettings(float(black), float(max(white, black + 1)),
-                               self.gamma.value() / 100.0, self.invert.isChecked())
+        return DisplaySettings(
+            float(black),
+            float(max(white, black + 1)),
+            self.gamma.value() / 100.0,
+            self.invert.isChecked(),
+        )
 
     def auto_contrast(self) -> None:
         self.region.setRegion(self._auto_range)

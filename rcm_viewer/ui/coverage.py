@@ -39,8 +39,7 @@ def mask_image(mask: np.ndarray, rgba: tuple[int, int, int, int]) -> QImage:
     r, g, b, a = rgba
     # premultiplied BGRA in memory (little endian ARGB32)
     pixels[mask] = (b * a // 255, g * a // 255, r * a // 255, a)
-    image = QImage(pixels.data, cols, rows, cols * 4,
-                   QImage.Format.Format_ARGB32_Premultiplied)
+    image = QImage(pixels.data, cols, rows, cols * 4, QImage.Format.Format_ARGB32_Premultiplied)
     return image.copy()  # own the memory
 
 
@@ -49,8 +48,12 @@ class CoverageController(QObject):
 
     changed = Signal()  # the share reviewed may have changed (throttled)
 
-    def __init__(self, view: MosaicView, overview: OverviewWidget | None = None,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        view: MosaicView,
+        overview: OverviewWidget | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         # a child of the view unless told otherwise: its timers and actions end with it
         super().__init__(parent if parent is not None else view)
         self.view = view
@@ -74,14 +77,20 @@ class CoverageController(QObject):
         self.toggle_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         self.toggle_action.setToolTip(
             "Hatch the tissue never shown at diagnostic zoom (V). Settings: reading/diagnostic_"
-            "zoom, reading/track_coverage.")
+            "zoom, reading/track_coverage."
+        )
         self.toggle_action.toggled.connect(self.set_overlay_visible)
         view.addAction(self.toggle_action)
 
     # -- the mosaic --------------------------------------------------------------------
 
-    def start(self, width: int, height: int, overview_pixels: np.ndarray | None = None,
-              view_state: Any = None) -> None:
+    def start(
+        self,
+        width: int,
+        height: int,
+        overview_pixels: np.ndarray | None = None,
+        view_state: Any = None,
+    ) -> None:
         """A mosaic opened: a new grid, or the one stored in the case's view state."""
         self.enabled = coverage_tracking_enabled()
         restored = coverage_from_view_state(view_state, width, height)
@@ -105,8 +114,7 @@ class CoverageController(QObject):
         """The case was found after the open: take its stored coverage, if it fits."""
         if self.coverage is None:
             return False
-        restored = coverage_from_view_state(view_state, self.coverage.width,
-                                            self.coverage.height)
+        restored = coverage_from_view_state(view_state, self.coverage.width, self.coverage.height)
         if restored is None:
             return False
         # what was seen since the open (before the case lookup finished) is kept
@@ -142,8 +150,7 @@ class CoverageController(QObject):
         coverage = self.coverage
         if coverage is None or not self.enabled:
             return
-        coverage.record((rect.x(), rect.y(), rect.width(), rect.height()), zoom,
-                        self._clock())
+        coverage.record((rect.x(), rect.y(), rect.width(), rect.height()), zoom, self._clock())
 
     # -- questions for the window ------------------------------------------------------
 
@@ -160,8 +167,9 @@ class CoverageController(QObject):
         if not self.enabled:
             return "Review coverage is not tracked (Settings: reading/track_coverage)."
         share = self.coverage.share_reviewed()
-        return (f"Tissue reviewed at ≥ {self.coverage.min_zoom:.0%} zoom: {share:.0%}"
-                + ("" if share >= 0.999 else " (V shows what was not)"))
+        return f"Tissue reviewed at ≥ {self.coverage.min_zoom:.0%} zoom: {share:.0%}" + (
+            "" if share >= 0.999 else " (V shows what was not)"
+        )
 
     # -- drawing -----------------------------------------------------------------------
 
@@ -194,8 +202,9 @@ class CoverageController(QObject):
             brush = QBrush(QColor(0, 0, 0, 90), Qt.BrushStyle.BDiagPattern)
             unseen = coverage.unseen_tissue()
             visible = view.visible_scene_rect()
-            rows, cols = coverage.cells_touching((visible.x(), visible.y(), visible.width(),
-                                                  visible.height()))
+            rows, cols = coverage.cells_touching(
+                (visible.x(), visible.y(), visible.width(), visible.height())
+            )
             cell = coverage.cell_px
             if (rows.stop - rows.start) * (cols.stop - cols.start) > 600:
                 return  # zoomed far out: the tint alone (the hatch would cost a frame)
@@ -203,8 +212,9 @@ class CoverageController(QObject):
             painter.resetTransform()
             for r, c in zip(*np.nonzero(unseen[rows, cols]), strict=True):
                 top_left = view.mapFromScene((cols.start + c) * cell, (rows.start + r) * cell)
-                painter.fillRect(QRectF(top_left.x(), top_left.y(), cell * view.zoom,
-                                        cell * view.zoom), brush)
+                painter.fillRect(
+                    QRectF(top_left.x(), top_left.y(), cell * view.zoom, cell * view.zoom), brush
+                )
             painter.restore()
 
     def _refresh_overview(self) -> None:
@@ -238,8 +248,10 @@ class CoverageLabel(QLabel):
         super().__init__(parent)
         self.controller = controller
         self.setWordWrap(True)
-        self.setToolTip("Share of the tissue shown on screen at diagnostic zoom while you "
-                        "read. You can commit anyway; the number is stored with the case.")
+        self.setToolTip(
+            "Share of the tissue shown on screen at diagnostic zoom while you "
+            "read. You can commit anyway; the number is stored with the case."
+        )
         controller.changed.connect(self.refresh)
         self._timer = QTimer(self)
         self._timer.setInterval(1000)

@@ -145,7 +145,8 @@ class HistologyDialog(QDialog):
         try:
             self.diagnosis_combo.setCurrentIndex(
                 max(0, self.diagnosis_combo.findData(case.histology_diagnosis))
-                if case.histology_diagnosis else 0
+                if case.histology_diagnosis
+                else 0
             )
             self.date_check.setChecked(case.histology_date is not None)
             if case.histology_date is not None:

@@ -51,9 +51,11 @@ class HotspotPanel(QWidget):
         self.class_combo = QComboBox()
         self.class_combo.setToolTip("Tour the strongest regions of this class, or of any class")
         self.list = QListWidget()
-        self.list.setToolTip("Regions of highest activation. Click to go there; N / Shift+N "
-                             "step through them. ✓: shown at diagnostic zoom before the AI "
-                             "result was revealed, ✗: not.")
+        self.list.setToolTip(
+            "Regions of highest activation. Click to go there; N / Shift+N "
+            "step through them. ✓: shown at diagnostic zoom before the AI "
+            "result was revealed, ✗: not."
+        )
         self.list.setMinimumHeight(90)
         self.hint = QLabel("Hotspot tour: after you commit your initial assessment.")
         self.hint.setWordWrap(True)
@@ -99,8 +101,9 @@ class HotspotTour(QObject):
         self.panel.list.itemClicked.connect(lambda item: self.go(self.panel.list.row(item)))
         self.next_action = QAction("Next hotspot", self)
         self.next_action.setShortcut(QKeySequence("N"))
-        self.next_action.setToolTip("Show the next region of highest activation at "
-                                    "diagnostic zoom (after the reveal)")
+        self.next_action.setToolTip(
+            "Show the next region of highest activation at diagnostic zoom (after the reveal)"
+        )
         self.next_action.triggered.connect(self.next)
         self.previous_action = QAction("Previous hotspot", self)
         self.previous_action.setShortcut(QKeySequence("Shift+N"))
@@ -143,13 +146,18 @@ class HotspotTour(QObject):
         if ai is None or ai.heatmap is None or self.session.mosaic is None:
             self.hotspots = []
         else:
-            self.hotspots = hotspots_of_view(ai, self.panel.class_combo.currentData(),
-                                             count=self.count, radius_px=self._radius_px())
+            self.hotspots = hotspots_of_view(
+                ai,
+                self.panel.class_combo.currentData(),
+                count=self.count,
+                radius_px=self._radius_px(),
+            )
         self.index = -1
         self._fill_list(ai)
         if self.overview is not None:
-            self.overview.set_markers([(h.center[0], h.center[1], str(h.rank))
-                                       for h in self.hotspots])
+            self.overview.set_markers(
+                [(h.center[0], h.center[1], str(h.rank)) for h in self.hotspots]
+            )
         enabled = bool(self.hotspots)
         self.next_action.setEnabled(enabled)
         self.previous_action.setEnabled(enabled)
@@ -170,17 +178,26 @@ class HotspotTour(QObject):
             if self.reviewed is not None:
                 seen = self.reviewed(spot.rect)
                 mark = "" if seen is None else ("  ✓" if seen else "  ✗")
-            item = QListWidgetItem(f"{spot.rank}. {names.get(spot.class_id, spot.class_id)} "
-                                   f"{spot.peak:.2f}{mark}")
-            item.setToolTip(f"Peak activation {spot.peak:.2f} of {names.get(spot.class_id)}"
-                            f" at ({spot.center[0]:.0f}, {spot.center[1]:.0f}) px"
-                            + ("; reviewed before the reveal" if mark == "  ✓" else
-                               "; not reviewed at diagnostic zoom before the reveal"
-                               if mark else ""))
+            item = QListWidgetItem(
+                f"{spot.rank}. {names.get(spot.class_id, spot.class_id)} {spot.peak:.2f}{mark}"
+            )
+            item.setToolTip(
+                f"Peak activation {spot.peak:.2f} of {names.get(spot.class_id)}"
+                f" at ({spot.center[0]:.0f}, {spot.center[1]:.0f}) px"
+                + (
+                    "; reviewed before the reveal"
+                    if mark == "  ✓"
+                    else "; not reviewed at diagnostic zoom before the reveal"
+                    if mark
+                    else ""
+                )
+            )
             panel.list.addItem(item)
-        panel.hint.setText("N / Shift+N: next / previous hotspot, shown at "
-                           f"{tour_zoom():g}:1." if self.hotspots else
-                           "No region of this class stands out in the heatmap.")
+        panel.hint.setText(
+            f"N / Shift+N: next / previous hotspot, shown at {tour_zoom():g}:1."
+            if self.hotspots
+            else "No region of this class stands out in the heatmap."
+        )
 
     # -- moving ------------------------------------------------------------------------
 
@@ -213,8 +230,11 @@ class HotspotTour(QObject):
         for i, spot in enumerate(self.hotspots):
             x, y, w, h = spot.rect
             current = i == self.index
-            pen = QPen(QColor(40, 200, 255) if not current else QColor(255, 255, 255),
-                       2.5 if current else 1.5, Qt.PenStyle.DashLine)
+            pen = QPen(
+                QColor(40, 200, 255) if not current else QColor(255, 255, 255),
+                2.5 if current else 1.5,
+                Qt.PenStyle.DashLine,
+            )
             pen.setCosmetic(True)
             painter.setPen(pen)
             painter.setBrush(Qt.BrushStyle.NoBrush)
@@ -226,8 +246,9 @@ class HotspotTour(QObject):
             painter.setFont(font)
             painter.fillRect(QRectF(corner.x(), corner.y(), 22, 18), QColor(0, 0, 0, 170))
             painter.setPen(QColor(40, 200, 255))
-            painter.drawText(QRectF(corner.x(), corner.y(), 22, 18),
-                             Qt.AlignmentFlag.AlignCenter, str(spot.rank))
+            painter.drawText(
+                QRectF(corner.x(), corner.y(), 22, 18), Qt.AlignmentFlag.AlignCenter, str(spot.rank)
+            )
             painter.restore()
 
 

@@ -73,6 +73,7 @@ class JobRunner(QObject):
             job.signals.progress.connect(progress)
         if partial is not None:
             job.signals.partial.connect(guarded(partial))
+
         def finished_slot(result: Any) -> None:
             if stale is not None and not self.session.is_current(token):
                 stale(result)

@@ -48,8 +48,9 @@ class LinkedViews(QSplitter):
     secondaryOpened = Signal(str)  # path
     openFailed = Signal(str)  # one-line message
 
-    def __init__(self, primary: MosaicView, parent: QWidget | None = None,
-                 pool: QThreadPool | None = None) -> None:
+    def __init__(
+        self, primary: MosaicView, parent: QWidget | None = None, pool: QThreadPool | None = None
+    ) -> None:
         super().__init__(Qt.Orientation.Horizontal, parent)
         self.primary = primary
         self.secondary = MosaicView(self)
@@ -72,8 +73,10 @@ class LinkedViews(QSplitter):
         self.link_action.setChecked(True)
         self.link_action.setShortcut(QKeySequence("L"))
         self.link_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        self.link_action.setToolTip("Pan and zoom the two mosaics together, in µm (L). "
-                                    "Shift-drag one view to align it to the other.")
+        self.link_action.setToolTip(
+            "Pan and zoom the two mosaics together, in µm (L). "
+            "Shift-drag one view to align it to the other."
+        )
         self.link_action.toggled.connect(self.set_linked)
         self.addAction(self.link_action)
         for view in (primary, self.secondary):
@@ -93,8 +96,9 @@ class LinkedViews(QSplitter):
         path = Path(path)
         if self._job is not None:
             self._job.cancel()
-        job = Worker(lambda progress, cancelled: open_with_overview(path),
-                     name=f"opening {path.name}")
+        job = Worker(
+            lambda progress, cancelled: open_with_overview(path), name=f"opening {path.name}"
+        )
 
         def finished(result: tuple[Mosaic, Overview | None]) -> None:
             if self._job is not job or job.is_cancelled():
@@ -120,8 +124,9 @@ class LinkedViews(QSplitter):
             image = to_qimage(pixels, display.lut(np.dtype(mosaic.info.dtype)))
         else:
             level, image = 0, None
-            display = DisplaySettings(0.0, 65535.0 if np.dtype(mosaic.info.dtype).itemsize == 2
-                                      else 255.0)
+            display = DisplaySettings(
+                0.0, 65535.0 if np.dtype(mosaic.info.dtype).itemsize == 2 else 255.0
+            )
         self.secondary.show()
         self.setSizes([1, 1])
         self.secondary.set_mosaic(mosaic, image, level, display)
@@ -170,8 +175,7 @@ class LinkedViews(QSplitter):
     def sync(self, source: MosaicView) -> None:
         """Make the other view show what ``source`` shows (same µm per screen px, centre)."""
         target = self.secondary if source is self.primary else self.primary
-        if (self._syncing or not self.linked or source.mosaic is None
-                or target.mosaic is None):
+        if self._syncing or not self.linked or source.mosaic is None or target.mosaic is None:
             return
         pa, pb, _ = self.scales()
         ps, pt = (pa, pb) if source is self.primary else (pb, pa)
@@ -207,8 +211,11 @@ class LinkedViews(QSplitter):
         kind = event.type()
         if kind == QEvent.Type.MouseButtonPress:
             view = self._view_of(watched)
-            if (view is not None and event.button() == Qt.MouseButton.LeftButton
-                    and event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+            if (
+                view is not None
+                and event.button() == Qt.MouseButton.LeftButton
+                and event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+            ):
                 self._aligning = view
         elif kind == QEvent.Type.MouseButtonRelease and self._aligning is not None:
             view = self._aligning

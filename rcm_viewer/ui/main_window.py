@@ -97,16 +97,19 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
         self.setCentralWidget(self.linked)
         self.overview = OverviewWidget()
         self.contrast = ContrastPanel()
-        self.overview_dock = self._dock("Overview", self.overview, "OverviewDock",
-                                        Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.display_dock = self._dock("Display", self.contrast, "DisplayDock",
-                                       Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.overview_dock = self._dock(
+            "Overview", self.overview, "OverviewDock", Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        self.display_dock = self._dock(
+            "Display", self.contrast, "DisplayDock", Qt.DockWidgetArea.LeftDockWidgetArea
+        )
 
         self.form = AssessmentForm()
         self.form.set_store(self.store)
         self.form.setEnabled(False)
-        self.form_dock = self._dock("Assessment", self.form, "AssessmentDock",
-                                    Qt.DockWidgetArea.RightDockWidgetArea)
+        self.form_dock = self._dock(
+            "Assessment", self.form, "AssessmentDock", Qt.DockWidgetArea.RightDockWidgetArea
+        )
         self.ai_panel = AIPanel()
         self.ai_gate = AIGate()
         ai_scroll = QScrollArea()
@@ -116,19 +119,25 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
         ai_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         ai_scroll.setWidget(self.ai_panel)
         self.ai_gate.set_content(ai_scroll)
-        self.ai_dock = self._dock("AI result", self.ai_gate, "AIDock",
-                                  Qt.DockWidgetArea.RightDockWidgetArea)
+        self.ai_dock = self._dock(
+            "AI result", self.ai_gate, "AIDock", Qt.DockWidgetArea.RightDockWidgetArea
+        )
         self.ai_gate.revealedChanged.connect(self._fit_ai_dock)
         self.case_list: CaseListDialog | None = None
         self.annotations = AnnotationLayer(self.view, self.store)
         self.annotation_panel = AnnotationPanel(self.annotations)
-        self.annotation_dock = self._dock("Annotations", self.annotation_panel, "AnnotationDock",
-                                          Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.annotation_dock = self._dock(
+            "Annotations",
+            self.annotation_panel,
+            "AnnotationDock",
+            Qt.DockWidgetArea.LeftDockWidgetArea,
+        )
         self.tabifyDockWidget(self.display_dock, self.annotation_dock)
         self.display_dock.raise_()
         self.annotations.errorOccurred.connect(lambda m: self.show_error("Annotation", m))
         self.annotations.annotationsChanged.connect(
-            lambda: self.form.set_annotation_links(self.annotations.features(copy=False)))
+            lambda: self.form.set_annotation_links(self.annotations.features(copy=False))
+        )
         self.form.annotationLinkActivated.connect(self.annotations.show_criterion)
 
         self.status = WindowStatus(self.statusBar(), self)
@@ -137,17 +146,38 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
         self.page_spin = self.status.page_spin
         self.progress = self.status.progress
         self.pixel_label = self.status.pixel_label
-        self.levels = OverviewLevels(self.session, self.jobs, self.view, self.overview,
-                                     self.contrast, self.status, self.show_error, self)
-        self.classification = Classification(self.session, self.jobs, self.view, self.ai_panel,
-                                             self.status, self.show_error, self.ask_pixel_size,
-                                             self)
+        self.levels = OverviewLevels(
+            self.session,
+            self.jobs,
+            self.view,
+            self.overview,
+            self.contrast,
+            self.status,
+            self.show_error,
+            self,
+        )
+        self.classification = Classification(
+            self.session,
+            self.jobs,
+            self.view,
+            self.ai_panel,
+            self.status,
+            self.show_error,
+            self.ask_pixel_size,
+            self,
+        )
         # reading aids (issue 15): review coverage, the hotspot tour, the linked second view
         self.coverage = CoverageController(self.view, self.overview, self)
         self.hotspot_panel = HotspotPanel()
         self.ai_panel.layout().addWidget(self.hotspot_panel)
-        self.tour = HotspotTour(self.session, self.view, self.overview, self.hotspot_panel,
-                                reviewed=self.coverage.was_reviewed, parent=self)
+        self.tour = HotspotTour(
+            self.session,
+            self.view,
+            self.overview,
+            self.hotspot_panel,
+            reviewed=self.coverage.was_reviewed,
+            parent=self,
+        )
         self.coverage_label = CoverageLabel(self.coverage)
         self.form.layout().addWidget(self.coverage_label)
         self.form.initialCommitted.connect(lambda _case_id: self.coverage.mark_commit())
@@ -230,9 +260,7 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
 
     # -- construction -------------------------------------------------------------------
 
-    def _dock(self, title: str, widget: QWidget, name: str, area: Qt.DockWidgetArea) -> (
-        QDockWidget
-    ):
+    def _dock(self, title: str, widget: QWidget, name: str, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
         dock.setWidget(widget)
@@ -280,9 +308,13 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
             self.statusBar().clearMessage()
             self.show_error("Cannot open mosaic", message)
 
-        self.jobs.start(work, name=f"opening {path.name}",
-                        finished=lambda result: self._on_opened(path, result), failed=failed,
-                        stale=lambda result: result[0].close())
+        self.jobs.start(
+            work,
+            name=f"opening {path.name}",
+            finished=lambda result: self._on_opened(path, result),
+            failed=failed,
+            stale=lambda result: result[0].close(),
+        )
 
     def _on_opened(self, path: Path, result: tuple[Mosaic, Any]) -> None:
         mosaic, overview = result
@@ -335,9 +367,13 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
             self.coverage.restore(opened.view_state)
             self.status.message(f"Restored case {opened.case.case_id} for {path.name}", 8000)
         mosaic = self.session.mosaic
-        if (mosaic is not None and self.session.ai is None
-                and should_classify_at_open(opened.case.reader_mode, self.session.ai_revealed(),
-                                            mosaic.info.pixel_size_um)):
+        if (
+            mosaic is not None
+            and self.session.ai is None
+            and should_classify_at_open(
+                opened.case.reader_mode, self.session.ai_revealed(), mosaic.info.pixel_size_um
+            )
+        ):
             self.classification.classify()  # ready when the reader commits; never asks
 
     def _on_case_changed(self, case: CaseRecord | None) -> None:
@@ -350,8 +386,9 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
             self.form.setEnabled(True)
             self.form.load_case(case.case_id)
             mosaic = self.session.mosaic
-            self.annotations.set_case(case.case_id,
-                                      mosaic.info.pixel_size_um if mosaic is not None else None)
+            self.annotations.set_case(
+                case.case_id, mosaic.info.pixel_size_um if mosaic is not None else None
+            )
         self.ai_gate.update_from_case(case)
 
     def _on_ai_changed(self, view: AIView | None) -> None:
@@ -370,10 +407,14 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
         if self.session.mosaic is None or self.session.case is None:
             return
         center = self.view.visible_scene_rect().center()
-        self.session.save_view_state({"center_x": round(center.x(), 1),
-                                      "center_y": round(center.y(), 1),
-                                      "zoom": round(self.view.zoom, 5),
-                                      **self.coverage.state_for_view_state()})
+        self.session.save_view_state(
+            {
+                "center_x": round(center.x(), 1),
+                "center_y": round(center.y(), 1),
+                "zoom": round(self.view.zoom, 5),
+                **self.coverage.state_for_view_state(),
+            }
+        )
 
     def _restore_view_state(self, state: Any) -> None:
         if not state:
@@ -406,8 +447,9 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
             return
         self.form.flush()  # the report holds what the reader typed a moment ago
         mosaic = self.session.mosaic
-        dialog = ReportExportDialog(self.store, case_id,
-                                    mosaic.path if mosaic is not None else None, self)
+        dialog = ReportExportDialog(
+            self.store, case_id, mosaic.path if mosaic is not None else None, self
+        )
         dialog.exported.connect(lambda path: self.status.message(f"Report written: {path}", 8000))
         dialog.open()
         self.report_dialog = dialog
@@ -427,8 +469,9 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
     def open_beside(self) -> None:
         """File > Open beside: a second mosaic, linked in µm (follow-up, other depth)."""
         start = str(app_settings_module.app_settings().value("files/last_dir", str(DEMO_DIR)))
-        path, _ = QFileDialog.getOpenFileName(self, "Open a mosaic beside this one", start,
-                                              open_dialog_filter())
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a mosaic beside this one", start, open_dialog_filter()
+        )
         if path:
             self.linked.open_secondary(path)
 
@@ -442,9 +485,12 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
             self.show_error("Cases", f"Case {case_id} has no mosaic file recorded.")
             return
         if not Path(mosaic_path).exists():
-            self.show_error("Cases", f"The mosaic of case {case_id} is no longer at "
-                            f"{mosaic_path}: open it from its new place (File > Open) and "
-                            "the case follows it.")
+            self.show_error(
+                "Cases",
+                f"The mosaic of case {case_id} is no longer at "
+                f"{mosaic_path}: open it from its new place (File > Open) and "
+                "the case follows it.",
+            )
             return
         self.open_path(Path(mosaic_path))
 
@@ -490,8 +536,14 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
             self.status.clear_cursor()
             return
         level = self.view.current_level
-        self.status.show_cursor(mosaic, x, y, self.view.tiles.raw_value(level, x, y), level,
-                                self.classification.tile_probabilities_at(x, y))
+        self.status.show_cursor(
+            mosaic,
+            x,
+            y,
+            self.view.tiles.raw_value(level, x, y),
+            level,
+            self.classification.tile_probabilities_at(x, y),
+        )
 
     def _on_tile_failed(self, _key: Any, message: str) -> None:
         """A damaged tile is drawn hatched red; the status bar says which and why."""
@@ -514,8 +566,7 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
             downsample = mosaic.info.levels[level].downsample
         dialog = PixelSizeDialog(pixels, downsample, file_name=mosaic.path.name, parent=self)
         if self.levels.pixels is not None:
-            dialog.estimate_async(
-                lambda: estimate_pixel_size(pixels, downsample=downsample))
+            dialog.estimate_async(lambda: estimate_pixel_size(pixels, downsample=downsample))
         self.pixel_size_dialog = dialog
         if dialog.exec() and (value := dialog.value()) is not None:
             self.set_pixel_size(value)
@@ -537,8 +588,9 @@ class MainWindow(MenuActions, WindowLayout, QMainWindow):
         """A non-blocking dialog: the window stays usable, and tests can read last_error."""
         self.last_error = message
         log.info("%s: %s", title, message)
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok,
-                          self)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self
+        )
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 

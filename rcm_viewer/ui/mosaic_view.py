@@ -62,10 +62,11 @@ TILE_REPAINT_IN_MOTION_S = 0.05
 #: the overview, opening a file) is drawn filtered straight away.
 MOTION_FRAME_S = 0.1
 MOTION_STREAK = 3
+
+
 def _native(image: QImage) -> QImage:
     """The image in the format the raster paint engine blits without converting."""
-    if image.format() in (QImage.Format.Format_RGB32,
-                          QImage.Format.Format_ARGB32_Premultiplied):
+    if image.format() in (QImage.Format.Format_RGB32, QImage.Format.Format_ARGB32_Premultiplied):
         return image
     if image.hasAlphaChannel():
         return image.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
@@ -91,9 +92,7 @@ class MosaicView(QGraphicsView):
         self._overview: QImage | None = None
         self._overview_draw: QImage | None = None  # the overview in the native format
         self._overview_level = 0
-        self._draw_cache: OrderedDict[tuple[int, int, int], tuple[QImage, QImage]] = (
-            OrderedDict()
-        )
+        self._draw_cache: OrderedDict[tuple[int, int, int], tuple[QImage, QImage]] = OrderedDict()
         self._draw_cache_size = DRAW_CACHE_TILES
         self._overlay: QImage | None = None
         self._overlay_rect = QRectF()
@@ -145,8 +144,9 @@ class MosaicView(QGraphicsView):
     def mosaic(self) -> Mosaic | None:
         return self._mosaic
 
-    def set_mosaic(self, mosaic: Mosaic | None, overview: QImage | None, overview_level: int,
-                   display) -> None:
+    def set_mosaic(
+        self, mosaic: Mosaic | None, overview: QImage | None, overview_level: int, display
+    ) -> None:
         self._mosaic = mosaic
         self._set_overview_image(overview)
         self._overview_level = overview_level
@@ -320,8 +320,9 @@ class MosaicView(QGraphicsView):
             return
         self._tiles_arrived = True
         now = time.monotonic()
-        interval = TILE_REPAINT_IN_MOTION_S if now < self._moving_until else (
-            TILE_REPAINT_INTERVAL_S)
+        interval = (
+            TILE_REPAINT_IN_MOTION_S if now < self._moving_until else (TILE_REPAINT_INTERVAL_S)
+        )
         wait = self._last_paint + interval - now
         if wait <= 0:
             self.viewport().update()
@@ -359,8 +360,9 @@ class MosaicView(QGraphicsView):
     def _tile_scene_rect(self, key: tuple[int, int, int], image: QImage) -> QRectF:
         level, col, row = key
         ds = self._mosaic.info.levels[level].downsample
-        return QRectF(col * TILE_PX * ds, row * TILE_PX * ds, image.width() * ds,
-                      image.height() * ds)
+        return QRectF(
+            col * TILE_PX * ds, row * TILE_PX * ds, image.width() * ds, image.height() * ds
+        )
 
     def _drawable(self, key: tuple[int, int, int]) -> QImage | None:
         """The tile in the native format, converted at most once while it stays in use."""
@@ -472,8 +474,9 @@ class MosaicView(QGraphicsView):
             self.tiles.request(preview + missing + ahead)
         self._draw_overlay(painter)
 
-    def _prefetch(self, level: int, visible: QRectF, keys: list[tuple[int, int, int]],
-                  loading: bool) -> list[tuple[int, int, int]]:
+    def _prefetch(
+        self, level: int, visible: QRectF, keys: list[tuple[int, int, int]], loading: bool
+    ) -> list[tuple[int, int, int]]:
         """Tiles just outside the view that are not cached yet, to ask for after the visible.
 
         Panning: one row/column of tiles ahead in the direction of the motion. Standing
@@ -482,8 +485,7 @@ class MosaicView(QGraphicsView):
         center = visible.center()
         now = time.monotonic()
         last, self._last_center = self._last_center, (level, center.x(), center.y())
-        if last is not None and last[0] == level and (last[1], last[2]) != (center.x(),
-                                                                            center.y()):
+        if last is not None and last[0] == level and (last[1], last[2]) != (center.x(), center.y()):
             self._motion = (level, center.x() - last[1], center.y() - last[2], now)
         span = TILE_PX * self._mosaic.info.levels[level].downsample
         motion = self._motion
@@ -512,8 +514,12 @@ class MosaicView(QGraphicsView):
         cols = [k[1] for k in keys]
         rows = [k[2] for k in keys]
         span = TILE_PX * ds
-        return QRectF(min(cols) * span, min(rows) * span, (max(cols) - min(cols) + 1) * span,
-                      (max(rows) - min(rows) + 1) * span)
+        return QRectF(
+            min(cols) * span,
+            min(rows) * span,
+            (max(cols) - min(cols) + 1) * span,
+            (max(rows) - min(rows) + 1) * span,
+        )
 
     def _draw_overlay(self, painter: QPainter) -> None:
         if self._overlay is not None and self._overlay_visible:
@@ -559,8 +565,9 @@ class MosaicView(QGraphicsView):
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor(0, 0, 0, 150))
         painter.drawRoundedRect(box, 4, 4)
-        painter.setPen(QPen(QColor(255, 255, 255), 4, Qt.PenStyle.SolidLine,
-                            Qt.PenCapStyle.FlatCap))
+        painter.setPen(
+            QPen(QColor(255, 255, 255), 4, Qt.PenStyle.SolidLine, Qt.PenCapStyle.FlatCap)
+        )
         painter.drawLine(QPointF(x0, y), QPointF(x1, y))
         painter.setPen(QColor(255, 255, 255))
         text_w = metrics.horizontalAdvance(label)

@@ -154,9 +154,10 @@ class MyReadsDialog(QDialog):
         self._fill_stats(summary)
         self.summary_label.setText(
             f"<b>{summary.cases} case{'s' if summary.cases != 1 else ''} with histology.</b>"
-            if summary.cases else
-            "<b>No case has histology yet.</b> Enter it with \u201cEnter histology\u2026\u201d in "
-            "the case list when the pathology report arrives."
+            if summary.cases
+            else "<b>No case has histology yet.</b> Enter it with "
+            "\u201cEnter histology\u2026\u201d in the case list when the pathology report "
+            "arrives."
         )
         reveal = summary.reveal
         if reveal.compared:
@@ -213,8 +214,9 @@ class MyReadsDialog(QDialog):
                 call = {5: row.unaided, 6: row.after_reveal, 7: row.model}.get(c)
                 if call is not None:
                     item.setForeground(QBrush(_RIGHT if call == row.histology else _WRONG))
-                    item.setToolTip("matches histology" if call == row.histology
-                                    else "differs from histology")
+                    item.setToolTip(
+                        "matches histology" if call == row.histology else "differs from histology"
+                    )
                 if c == 8 and row.reveal_effect in ("better", "worse"):
                     item.setForeground(QBrush(_RIGHT if row.reveal_effect == "better" else _WRONG))
                 table.setItem(r, c, item)
@@ -235,8 +237,6 @@ class MyReadsDialog(QDialog):
                 cell = QTableWidgetItem(text)
                 if c >= 2:
                     cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                    cell.setToolTip(
-                        f"TP {item.tp}, FN {item.fn}, TN {item.tn}, FP {item.fp}"
-                    )
+                    cell.setToolTip(f"TP {item.tp}, FN {item.fn}, TN {item.tn}, FP {item.fp}")
                 table.setItem(r, c, cell)
         table.resizeColumnsToContents()

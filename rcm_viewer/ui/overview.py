@@ -71,8 +71,12 @@ class OverviewWidget(QWidget):
             self._draw_markers(painter, target, sx, sy)
         r = self._view_rect.intersected(QRectF(0, 0, w, h))
         if not r.isEmpty():
-            box = QRectF(target.left() + r.left() * sx, target.top() + r.top() * sy,
-                         max(3.0, r.width() * sx), max(3.0, r.height() * sy))
+            box = QRectF(
+                target.left() + r.left() * sx,
+                target.top() + r.top() * sy,
+                max(3.0, r.width() * sx),
+                max(3.0, r.height() * sy),
+            )
             painter.setPen(QPen(QColor(255, 190, 40), 2))
             painter.drawRect(box)
 
@@ -90,8 +94,11 @@ class OverviewWidget(QWidget):
             painter.setBrush(QColor(40, 200, 255, 220))
             painter.drawEllipse(centre, radius, radius)
             painter.setPen(QColor(0, 0, 0))
-            painter.drawText(QRectF(centre.x() - radius, centre.y() - radius, 2 * radius,
-                                    2 * radius), Qt.AlignmentFlag.AlignCenter, label)
+            painter.drawText(
+                QRectF(centre.x() - radius, centre.y() - radius, 2 * radius, 2 * radius),
+                Qt.AlignmentFlag.AlignCenter,
+                label,
+            )
         painter.restore()  # the view rectangle after this is an outline, not filled
 
     def _jump(self, pos: QPointF) -> None:

@@ -227,5 +227,10 @@ class OverviewLevels(QObject):
         )
 
 
-__all__ = ["OVERVIEW_MAX_PX", "OverviewLevels", "load_overview", "open_with_overview",
-           "overview_level"]
+__all__ = [
+    "OVERVIEW_MAX_PX",
+    "OverviewLevels",
+    "load_overview",
+    "open_with_overview",
+    "overview_level",
+]

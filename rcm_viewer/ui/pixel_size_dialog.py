@@ -51,9 +51,16 @@ def _to_qimage(overview: np.ndarray) -> QImage:
 class PixelSizeDialog(QDialog):
     """Modal or not: ``value()`` is the chosen µm/px after ``accept``, else None."""
 
-    def __init__(self, overview: np.ndarray, downsample: float, *,
-                 estimate: PixelSizeEstimate | None = None, file_name: str = "",
-                 field_um: float = DEFAULT_FIELD_UM, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        overview: np.ndarray,
+        downsample: float,
+        *,
+        estimate: PixelSizeEstimate | None = None,
+        file_name: str = "",
+        field_um: float = DEFAULT_FIELD_UM,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Pixel size")
         self.setMinimumWidth(480)
@@ -74,24 +81,28 @@ class PixelSizeDialog(QDialog):
         validator = QDoubleValidator(MIN_PIXEL_SIZE_UM, MAX_PIXEL_SIZE_UM, 4, self)
         validator.setLocale(QLocale.c())
         self.edit.setValidator(validator)
-        self.edit.setToolTip("Nothing is filled in for you: type the value, or press "
-                             "'Use estimate' if the drawn grid follows the field seams")
+        self.edit.setToolTip(
+            "Nothing is filled in for you: type the value, or press "
+            "'Use estimate' if the drawn grid follows the field seams"
+        )
         self.edit.textChanged.connect(self._changed)
         self.estimate_label = QLabel("Estimating from the field grid…")
         self.estimate_label.setWordWrap(True)
         self.use_button = QPushButton("&Use estimate")
-        self.use_button.setToolTip("Copy the estimate into the field (you still confirm "
-                                   "with OK)")
+        self.use_button.setToolTip("Copy the estimate into the field (you still confirm with OK)")
         self.use_button.setEnabled(False)
         self.use_button.clicked.connect(self._use_estimate)
         self.picture = QLabel()
         self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.picture.setToolTip("Overview with the field grid the value implies (fields of "
-                                f"{field_um:g} µm): the lines should follow the seams")
+        self.picture.setToolTip(
+            "Overview with the field grid the value implies (fields of "
+            f"{field_um:g} µm): the lines should follow the seams"
+        )
         self.grid_label = QLabel("")
         self.grid_label.setWordWrap(True)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
@@ -121,7 +132,8 @@ class PixelSizeDialog(QDialog):
         worker = Worker(lambda _progress, _cancelled: fn(), name="pixel size estimate")
         worker.signals.finished.connect(self.set_estimate)
         worker.signals.failed.connect(
-            lambda text: self.estimate_label.setText(f"No estimate: {text}"))
+            lambda text: self.estimate_label.setText(f"No estimate: {text}")
+        )
         self._worker = worker
         QThreadPool.globalInstance().start(worker)
         return worker
@@ -131,10 +143,12 @@ class PixelSizeDialog(QDialog):
         if estimate.found:
             self.estimate_label.setText(
                 f"Estimate from the image: {estimate.pixel_size_um:.3g} µm/px "
-                f"({estimate.level} confidence). {estimate.basis}")
+                f"({estimate.level} confidence). {estimate.basis}"
+            )
         else:
-            self.estimate_label.setText(estimate.basis or "Cannot tell the pixel size from "
-                                                          "the image.")
+            self.estimate_label.setText(
+                estimate.basis or "Cannot tell the pixel size from the image."
+            )
         self.use_button.setEnabled(estimate.found)
         self._redraw()
 
@@ -191,11 +205,16 @@ class PixelSizeDialog(QDialog):
                 y += period
             painter.end()
             source = "your value" if typed else "the estimate"
-            self.grid_label.setText(f"Grid of {self.field_um:g} µm fields for {source}: one "
-                                    f"field every {period * self.downsample:.0f} pixels.")
+            self.grid_label.setText(
+                f"Grid of {self.field_um:g} µm fields for {source}: one "
+                f"field every {period * self.downsample:.0f} pixels."
+            )
         else:
             self.grid_label.setText("No grid drawn: type a value to see its field grid.")
         pixmap = QPixmap.fromImage(image).scaled(
-            OVERVIEW_SIDE, OVERVIEW_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.SmoothTransformation)
+            OVERVIEW_SIDE,
+            OVERVIEW_SIDE,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
         self.picture.setPixmap(pixmap)

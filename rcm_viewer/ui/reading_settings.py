@@ -37,8 +37,12 @@ def _set(key: str, value: object) -> None:
 
 def diagnostic_zoom() -> float:
     """The least zoom (screen px per level-0 px) at which a frame counts as reviewed."""
-    return _as_float(app_settings().value(DIAGNOSTIC_ZOOM_KEY, DEFAULT_DIAGNOSTIC_ZOOM),
-                     DEFAULT_DIAGNOSTIC_ZOOM, 0.05, 16.0)
+    return _as_float(
+        app_settings().value(DIAGNOSTIC_ZOOM_KEY, DEFAULT_DIAGNOSTIC_ZOOM),
+        DEFAULT_DIAGNOSTIC_ZOOM,
+        0.05,
+        16.0,
+    )
 
 
 def set_diagnostic_zoom(zoom: float) -> None:
@@ -56,8 +60,9 @@ def set_coverage_tracking_enabled(enabled: bool) -> None:
 
 def tour_zoom() -> float:
     """The zoom the hotspot tour shows each stop at (default 1:1)."""
-    return _as_float(app_settings().value(TOUR_ZOOM_KEY, DEFAULT_TOUR_ZOOM),
-                     DEFAULT_TOUR_ZOOM, 0.05, 16.0)
+    return _as_float(
+        app_settings().value(TOUR_ZOOM_KEY, DEFAULT_TOUR_ZOOM), DEFAULT_TOUR_ZOOM, 0.05, 16.0
+    )
 
 
 def set_tour_zoom(zoom: float) -> None:
@@ -76,14 +81,27 @@ def set_classify_at_open_enabled(enabled: bool) -> None:
     _set(CLASSIFY_AT_OPEN_KEY, bool(enabled))
 
 
-def should_classify_at_open(reader_mode: str | None, revealed: bool,
-                            pixel_size_um: float | None) -> bool:
+def should_classify_at_open(
+    reader_mode: str | None, revealed: bool, pixel_size_um: float | None
+) -> bool:
     """The rule for starting the model at open: reader-first case, result still hidden,
     the pixel size known (never ask for it at open), and the setting on."""
-    return (reader_mode == "reader_first" and not revealed and bool(pixel_size_um)
-            and classify_at_open_enabled())
+    return (
+        reader_mode == "reader_first"
+        and not revealed
+        and bool(pixel_size_um)
+        and classify_at_open_enabled()
+    )
 
 
-__all__ = ["classify_at_open_enabled", "coverage_tracking_enabled", "diagnostic_zoom",
-           "set_classify_at_open_enabled", "set_coverage_tracking_enabled",
-           "set_diagnostic_zoom", "set_tour_zoom", "should_classify_at_open", "tour_zoom"]
+__all__ = [
+    "classify_at_open_enabled",
+    "coverage_tracking_enabled",
+    "diagnostic_zoom",
+    "set_classify_at_open_enabled",
+    "set_coverage_tracking_enabled",
+    "set_diagnostic_zoom",
+    "set_tour_zoom",
+    "should_classify_at_open",
+    "tour_zoom",
+]

@@ -49,8 +49,13 @@ class ReportExportDialog(QDialog):
     exported = Signal(str)  # PDF path
     failed = Signal(str)  # one-line message
 
-    def __init__(self, store: CaseStore, case_id: str, mosaic_path: str | Path | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        store: CaseStore,
+        case_id: str,
+        mosaic_path: str | Path | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Export report of case {case_id}")
         self._store = store
@@ -81,7 +86,8 @@ class ReportExportDialog(QDialog):
         self.status.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.export_button = self.buttons.addButton(
-            "Export", QDialogButtonBox.ButtonRole.AcceptRole)
+            "Export", QDialogButtonBox.ButtonRole.AcceptRole
+        )
         self.export_button.setDefault(True)
         self.buttons.accepted.connect(self.start)
         self.buttons.rejected.connect(self.reject)
@@ -104,16 +110,19 @@ class ReportExportDialog(QDialog):
         self.resize(560, self.sizeHint().height())
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save report as", self.path_edit.text(),
-                                              "PDF (*.pdf)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save report as", self.path_edit.text(), "PDF (*.pdf)"
+        )
         if path:
             self.path_edit.setText(path if path.lower().endswith(".pdf") else f"{path}.pdf")
 
     def options(self) -> ReportOptions:
-        return ReportOptions(institution=self.institution_edit.text().strip(),
-                             anonymise=self.anonymise_box.isChecked(),
-                             heatmap=self.heatmap_box.isChecked(),
-                             paper=self.paper_combo.currentData())
+        return ReportOptions(
+            institution=self.institution_edit.text().strip(),
+            anonymise=self.anonymise_box.isChecked(),
+            heatmap=self.heatmap_box.isChecked(),
+            paper=self.paper_combo.currentData(),
+        )
 
     def start(self) -> None:
         """Export in the background (the Export button)."""
@@ -131,8 +140,16 @@ class ReportExportDialog(QDialog):
         store, case_id, mosaic_path = self._store, self._case_id, self._mosaic_path
 
         def work(progress, cancelled):
-            return export_report(store, case_id, pdf, json_path, options, progress=progress,
-                                 cancel=cancelled, mosaic_path=mosaic_path)
+            return export_report(
+                store,
+                case_id,
+                pdf,
+                json_path,
+                options,
+                progress=progress,
+                cancel=cancelled,
+                mosaic_path=mosaic_path,
+            )
 
         job = Worker(work, name=f"the report of case {case_id}")
         job.signals.progress.connect(self._on_progress)

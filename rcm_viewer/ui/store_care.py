@@ -27,8 +27,13 @@ BACKUP_MINUTES = 10
 class StoreCare(QObject):
     """Runs the full check and backups of one ``CaseStore`` off the GUI thread."""
 
-    def __init__(self, store: CaseStore, pool: QThreadPool, parent: QWidget,
-                 show_error: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        store: CaseStore,
+        pool: QThreadPool,
+        parent: QWidget,
+        show_error: Callable[[str, str], None],
+    ) -> None:
         super().__init__(parent)
         self.store = store
         self.pool = pool
@@ -40,8 +45,9 @@ class StoreCare(QObject):
         self.timer.setInterval(BACKUP_MINUTES * 60 * 1000)
         self.timer.timeout.connect(self.backup_if_changed)
 
-    def _run(self, work: Callable[[], Any], name: str,
-             finished: Callable[[Any], None] | None = None) -> Worker:
+    def _run(
+        self, work: Callable[[], Any], name: str, finished: Callable[[Any], None] | None = None
+    ) -> Worker:
         job = Worker(lambda progress, cancelled: work(), name=name)
         if finished is not None:
             job.signals.finished.connect(finished)
@@ -74,10 +80,16 @@ class StoreCare(QObject):
             return
         log.error("case database check: %s", "; ".join(problems))
         shown = "\n".join(problems[:8]) + ("\n…" if len(problems) > 8 else "")
-        box = QMessageBox(QMessageBox.Icon.Critical, "Case database damaged",
-                          "The case database failed its full check:\n\n" + shown
-                          + "\n\nRestore the newest good backup? The damaged file is kept "
-                          "beside it.", QMessageBox.StandardButton.NoButton, self.window)
+        box = QMessageBox(
+            QMessageBox.Icon.Critical,
+            "Case database damaged",
+            "The case database failed its full check:\n\n"
+            + shown
+            + "\n\nRestore the newest good backup? The damaged file is kept "
+            "beside it.",
+            QMessageBox.StandardButton.NoButton,
+            self.window,
+        )
         restore = box.addButton("Restore newest good backup", QMessageBox.ButtonRole.AcceptRole)
         box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
         box.buttonClicked.connect(lambda button: button is restore and self.restore())
@@ -91,10 +103,14 @@ class StoreCare(QObject):
             self.show_error("Case database", str(exc))
             return
         aside = self.store.moved_aside_path
-        box = QMessageBox(QMessageBox.Icon.Information, "Case database restored",
-                          f"Restored from {restored.name}. The damaged database was kept as "
-                          f"{aside}. Reopen the mosaic you were reading.",
-                          QMessageBox.StandardButton.Ok, self.window)
+        box = QMessageBox(
+            QMessageBox.Icon.Information,
+            "Case database restored",
+            f"Restored from {restored.name}. The damaged database was kept as "
+            f"{aside}. Reopen the mosaic you were reading.",
+            QMessageBox.StandardButton.Ok,
+            self.window,
+        )
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()  # never modal: the window stays usable
         self.restored_box = box

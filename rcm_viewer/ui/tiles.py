@@ -241,9 +241,13 @@ class TileCache(QObject):
         return bool(self._pending)
 
     def stats(self) -> dict[str, int]:
-        return {"display_tiles": len(self._display), "display_bytes": self._display.nbytes,
-                "raw_tiles": len(self._raw), "raw_bytes": self._raw.nbytes,
-                "pending": len(self._pending)}
+        return {
+            "display_tiles": len(self._display),
+            "display_bytes": self._display.nbytes,
+            "raw_tiles": len(self._raw),
+            "raw_bytes": self._raw.nbytes,
+            "pending": len(self._pending),
+        }
 
     # -- worker side ------------------------------------------------------------------------
 

@@ -47,8 +47,13 @@ def set_welcome_shown(shown: bool) -> None:
 class WelcomeDialog(QDialog):
     """The panel itself; closing it with the box ticked records ``ui/welcome_shown``."""
 
-    def __init__(self, parent: QWidget | None = None, *, data_dir: Path | None = None,
-                 models_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        data_dir: Path | None = None,
+        models_dir: Path | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("welcomeDialog")
         self.setWindowTitle("Welcome to rcm-viewer")
@@ -62,15 +67,19 @@ class WelcomeDialog(QDialog):
         what = QLabel(
             "A viewer for reflectance confocal microscopy (RCM) skin mosaics: pan and zoom "
             "large mosaics, record a structured RCM assessment, and keep cases in a local "
-            "case store. The mosaic behind this panel is a synthetic demonstration mosaic.")
+            "case store. The mosaic behind this panel is a synthetic demonstration mosaic."
+        )
         warning = QLabel(f"<b>{DEMONSTRATION_BANNER}.</b> {INTENDED_USE}")
         warning.setObjectName("welcomeWarning")
-        warning.setStyleSheet("QLabel#welcomeWarning { background: #5a3d12; color: #ffe9c2;"
-                              " padding: 8px; border-radius: 4px; }")
+        warning.setStyleSheet(
+            "QLabel#welcomeWarning { background: #5a3d12; color: #ffe9c2;"
+            " padding: 8px; border-radius: 4px; }"
+        )
         where = QLabel(
             f"Cases, settings and logs are stored on this computer only, in<br>"
             f"<code>{data}</code><br>Extra model bundles go in <code>{models}</code> "
-            "(Analysis &gt; Model &gt; Open models folder). rcm-viewer never uses the network.")
+            "(Analysis &gt; Model &gt; Open models folder). rcm-viewer never uses the network."
+        )
         where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         for label in (what, warning, where):
             label.setWordWrap(True)

@@ -20,13 +20,17 @@ class WindowLayout:
         if revealed:
             self.ai_dock.setMaximumHeight(16777215)
             total = self.form_dock.height() + self.ai_dock.height()
-            self.resizeDocks([self.form_dock, self.ai_dock], [total // 2, total - total // 2],
-                             Qt.Orientation.Vertical)
+            self.resizeDocks(
+                [self.form_dock, self.ai_dock],
+                [total // 2, total - total // 2],
+                Qt.Orientation.Vertical,
+            )
         else:
             title = self.ai_dock.titleBarWidget()
             title_h = title.sizeHint().height() if title is not None else 24
-            self.ai_dock.setMaximumHeight(self.ai_gate.placeholder().sizeHint().height()
-                                          + title_h + 8)
+            self.ai_dock.setMaximumHeight(
+                self.ai_gate.placeholder().sizeHint().height() + title_h + 8
+            )
 
     def _default_layout(self) -> None:
         """Side columns sized from the screen, so a 1366 x 768 laptop keeps the image wide."""
@@ -36,12 +40,15 @@ class WindowLayout:
         self.resize(min(1400, width), min(900, height))
         left = max(200, min(300, int(width * 0.16)))
         right = max(360, min(500, int(width * 0.30)))
-        self.resizeDocks([self.overview_dock, self.display_dock], [left, left],
-                         Qt.Orientation.Horizontal)
-        self.resizeDocks([self.form_dock, self.ai_dock], [right, right],
-                         Qt.Orientation.Horizontal)
-        self.resizeDocks([self.overview_dock, self.display_dock], [height // 2, height // 2],
-                         Qt.Orientation.Vertical)
+        self.resizeDocks(
+            [self.overview_dock, self.display_dock], [left, left], Qt.Orientation.Horizontal
+        )
+        self.resizeDocks([self.form_dock, self.ai_dock], [right, right], Qt.Orientation.Horizontal)
+        self.resizeDocks(
+            [self.overview_dock, self.display_dock],
+            [height // 2, height // 2],
+            Qt.Orientation.Vertical,
+        )
 
     def _restore_layout(self) -> None:
         settings = app_settings_module.app_settings()

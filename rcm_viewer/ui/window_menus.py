@@ -27,7 +27,10 @@ Shortcut = str | QKeySequence.StandardKey | Sequence[str] | None
 
 
 def make_action(
-    window: MainWindow, text: str, slot: Callable[..., object], shortcut: Shortcut = None,
+    window: MainWindow,
+    text: str,
+    slot: Callable[..., object],
+    shortcut: Shortcut = None,
     tip: str = "",
 ) -> QAction:
     action = QAction(text, window)
@@ -51,53 +54,96 @@ def build_menus(window: MainWindow) -> None:
     menu = w.menuBar()
 
     file_menu = menu.addMenu("&File")
-    w.open_action = make_action(w, "&Open mosaic…", w.open_dialog, QKeySequence.StandardKey.Open,
-                                "Open an RCM mosaic (TIFF, OME-TIFF, PNG, JPEG, BMP)")
+    w.open_action = make_action(
+        w,
+        "&Open mosaic…",
+        w.open_dialog,
+        QKeySequence.StandardKey.Open,
+        "Open an RCM mosaic (TIFF, OME-TIFF, PNG, JPEG, BMP)",
+    )
     file_menu.addAction(w.open_action)
     w.recent_menu = file_menu.addMenu("Open &recent")
     w.recent_menu.aboutToShow.connect(w.fill_recent_menu)
     demo_menu = file_menu.addMenu("Open &demo mosaic")
-    for name, label in (("naevus", "Benign naevus"), ("melanoma", "Melanoma"),
-                        ("bcc", "Basal cell carcinoma")):
-        demo_menu.addAction(make_action(
-            w, f"{label} (synthetic)",
-            lambda _=False, n=name: w.open_path(DEMO_DIR / f"demo_{n}.tif")))
+    for name, label in (
+        ("naevus", "Benign naevus"),
+        ("melanoma", "Melanoma"),
+        ("bcc", "Basal cell carcinoma"),
+    ):
+        demo_menu.addAction(
+            make_action(
+                w,
+                f"{label} (synthetic)",
+                lambda _=False, n=name: w.open_path(DEMO_DIR / f"demo_{n}.tif"),
+            )
+        )
     file_menu.addSeparator()
-    w.export_report_action = make_action(w, "&Export report…", w.export_report, "Ctrl+E",
-                                         "A PDF report of this case (and its JSON data) "
-                                         "(Ctrl+E)")
+    w.export_report_action = make_action(
+        w,
+        "&Export report…",
+        w.export_report,
+        "Ctrl+E",
+        "A PDF report of this case (and its JSON data) (Ctrl+E)",
+    )
     file_menu.addAction(w.export_report_action)
-    w.batch_action = make_action(w, "Classify &folder…", w.show_batch_dialog, "Ctrl+Shift+R",
-                                 "Classify every mosaic in a folder into a worklist of cases "
-                                 "(Ctrl+Shift+R)")
+    w.batch_action = make_action(
+        w,
+        "Classify &folder…",
+        w.show_batch_dialog,
+        "Ctrl+Shift+R",
+        "Classify every mosaic in a folder into a worklist of cases (Ctrl+Shift+R)",
+    )
     file_menu.addAction(w.batch_action)
-    w.open_beside_action = make_action(w, "Open &beside…", w.open_beside, "Ctrl+Shift+O",
-                                       "Open a second mosaic beside this one, linked in µm "
-                                       "(follow-up visit, another depth)")
+    w.open_beside_action = make_action(
+        w,
+        "Open &beside…",
+        w.open_beside,
+        "Ctrl+Shift+O",
+        "Open a second mosaic beside this one, linked in µm (follow-up visit, another depth)",
+    )
     file_menu.addAction(w.open_beside_action)
-    w.cases_action = make_action(w, "&Cases…", w.show_case_list, "Ctrl+L",
-                                 "Find, reopen and export saved cases (Ctrl+L)")
+    w.cases_action = make_action(
+        w, "&Cases…", w.show_case_list, "Ctrl+L", "Find, reopen and export saved cases (Ctrl+L)"
+    )
     file_menu.addAction(w.cases_action)
     file_menu.addSeparator()
-    w.close_action = make_action(w, "&Close mosaic", w.close_mosaic,
-                                 QKeySequence.StandardKey.Close)
+    w.close_action = make_action(w, "&Close mosaic", w.close_mosaic, QKeySequence.StandardKey.Close)
     file_menu.addAction(w.close_action)
     file_menu.addAction(make_action(w, "&Quit", w.close, QKeySequence.StandardKey.Quit))
     w.file_menu = file_menu
 
     view_menu = menu.addMenu("&View")
     view = w.view
-    view_menu.addAction(make_action(w, "Zoom &in", lambda: view.zoom_by(1.25), ["+", "="],
-                                    "Zoom in (+, mouse wheel)"))
-    view_menu.addAction(make_action(w, "Zoom &out", lambda: view.zoom_by(0.8), ["-"],
-                                    "Zoom out (-, mouse wheel)"))
-    view_menu.addAction(make_action(w, "&Fit to window", view.fit, ["F", "0"],
-                                    "Show the whole mosaic (F or 0)"))
-    view_menu.addAction(make_action(w, "&Actual pixels (1:1)", lambda: view.set_zoom(1.0), ["1"],
-                                    "One screen pixel per stored pixel (1)"))
+    view_menu.addAction(
+        make_action(
+            w, "Zoom &in", lambda: view.zoom_by(1.25), ["+", "="], "Zoom in (+, mouse wheel)"
+        )
+    )
+    view_menu.addAction(
+        make_action(w, "Zoom &out", lambda: view.zoom_by(0.8), ["-"], "Zoom out (-, mouse wheel)")
+    )
+    view_menu.addAction(
+        make_action(w, "&Fit to window", view.fit, ["F", "0"], "Show the whole mosaic (F or 0)")
+    )
+    view_menu.addAction(
+        make_action(
+            w,
+            "&Actual pixels (1:1)",
+            lambda: view.set_zoom(1.0),
+            ["1"],
+            "One screen pixel per stored pixel (1)",
+        )
+    )
     view_menu.addSeparator()
-    view_menu.addAction(make_action(w, "&Auto contrast", w.contrast.auto_contrast, ["A"],
-                                    "Stretch the 0.5-99.5 % range to the screen (A)"))
+    view_menu.addAction(
+        make_action(
+            w,
+            "&Auto contrast",
+            w.contrast.auto_contrast,
+            ["A"],
+            "Stretch the 0.5-99.5 % range to the screen (A)",
+        )
+    )
     view_menu.addSeparator()
     for dock in (w.overview_dock, w.display_dock, w.form_dock, w.ai_dock):
         view_menu.addAction(dock.toggleViewAction())
@@ -105,23 +151,35 @@ def build_menus(window: MainWindow) -> None:
 
     analysis_menu = menu.addMenu("&Analysis")
     classification = w.classification
-    w.classify_action = make_action(w, "&Classify mosaic", classification.classify, "Ctrl+R",
-                                    "Run the classifier on the whole mosaic in the background "
-                                    "(Ctrl+R)")
+    w.classify_action = make_action(
+        w,
+        "&Classify mosaic",
+        classification.classify,
+        "Ctrl+R",
+        "Run the classifier on the whole mosaic in the background (Ctrl+R)",
+    )
     analysis_menu.addAction(w.classify_action)
     w.cancel_classify_action = make_action(w, "C&ancel classification", classification.cancel)
     analysis_menu.addAction(w.cancel_classify_action)
-    w.heatmap_action = make_action(w, "Show/hide &heatmap",
-                                   lambda: w.ai_panel.show_heatmap.toggle(), "H",
-                                   "Toggle the heatmap overlay (H)")
+    w.heatmap_action = make_action(
+        w,
+        "Show/hide &heatmap",
+        lambda: w.ai_panel.show_heatmap.toggle(),
+        "H",
+        "Toggle the heatmap overlay (H)",
+    )
     analysis_menu.addAction(w.heatmap_action)
     w.model_menu = analysis_menu.addMenu("&Model")
     w.model_menu.aboutToShow.connect(w.fill_model_menu)
     w.backend_menu = analysis_menu.addMenu("Inference &runtime")
     w.backend_menu.aboutToShow.connect(w.fill_backend_menu)
     analysis_menu.addSeparator()
-    for action in (w.tour.next_action, w.tour.previous_action, w.coverage.toggle_action,
-                   w.linked.link_action):
+    for action in (
+        w.tour.next_action,
+        w.tour.previous_action,
+        w.coverage.toggle_action,
+        w.linked.link_action,
+    ):
         analysis_menu.addAction(action)
     w.analysis_menu = analysis_menu
 
@@ -139,23 +197,35 @@ def build_menus(window: MainWindow) -> None:
     view_menu.addAction(w.annotation_dock.toggleViewAction())
     w.annotate_menu = annotate_menu
 
-    w.next_page_action = make_action(w, "Next page", lambda: w.step_page(1), "PgDown",
-                                     "Next page of a stack (PgDn)")
-    w.previous_page_action = make_action(w, "Previous page", lambda: w.step_page(-1), "PgUp",
-                                         "Previous page of a stack (PgUp)")
+    w.next_page_action = make_action(
+        w, "Next page", lambda: w.step_page(1), "PgDown", "Next page of a stack (PgDn)"
+    )
+    w.previous_page_action = make_action(
+        w, "Previous page", lambda: w.step_page(-1), "PgUp", "Previous page of a stack (PgUp)"
+    )
     image_menu = menu.addMenu("&Image")
     image_menu.addAction(w.next_page_action)
     image_menu.addAction(w.previous_page_action)
-    w.pixel_size_action = make_action(w, "Set &pixel size…", w.ask_pixel_size, "Ctrl+Shift+P",
-                                      "Set the size of one pixel in µm (remembered for this "
-                                      "file)")
+    w.pixel_size_action = make_action(
+        w,
+        "Set &pixel size…",
+        w.ask_pixel_size,
+        "Ctrl+Shift+P",
+        "Set the size of one pixel in µm (remembered for this file)",
+    )
     image_menu.addAction(w.pixel_size_action)
     w.image_menu = image_menu
 
     help_menu = menu.addMenu("&Help")
-    help_menu.addAction(make_action(w, "&Help and shortcuts…", w.show_help,
-                                    QKeySequence.StandardKey.HelpContents,
-                                    "How to read a case, and every keyboard shortcut (F1)"))
+    help_menu.addAction(
+        make_action(
+            w,
+            "&Help and shortcuts…",
+            w.show_help,
+            QKeySequence.StandardKey.HelpContents,
+            "How to read a case, and every keyboard shortcut (F1)",
+        )
+    )
     help_menu.addAction(make_action(w, "Intended use…", w.show_intended_use))
     help_menu.addAction(make_action(w, "About rcm-viewer", w.show_about))
     w.help_menu = help_menu
@@ -168,9 +238,13 @@ class MenuActions:
     def show_intended_use(self) -> None:
         from rcm_viewer.inference.ood import OOD_EXPLANATION
 
-        box = QMessageBox(QMessageBox.Icon.Information, "Intended use",
-                          f"{INTENDED_USE}\n\n{OOD_EXPLANATION}", QMessageBox.StandardButton.Ok,
-                          self)
+        box = QMessageBox(
+            QMessageBox.Icon.Information,
+            "Intended use",
+            f"{INTENDED_USE}\n\n{OOD_EXPLANATION}",
+            QMessageBox.StandardButton.Ok,
+            self,
+        )
         box.open()  # not modal: the image stays in reach
         self.intended_use_box = box
 
@@ -204,8 +278,9 @@ class MenuActions:
             action.setEnabled(False)
         for index, path in enumerate(files, start=1):
             where = Path(path)
-            self.recent_menu.addAction(f"&{index % 10} {where.name}  —  {where.parent}",
-                                       lambda p=path: self.open_path(p)).setToolTip(path)
+            self.recent_menu.addAction(
+                f"&{index % 10} {where.name}  —  {where.parent}", lambda p=path: self.open_path(p)
+            ).setToolTip(path)
         if files:
             self.recent_menu.addSeparator()
             self.recent_menu.addAction("Clear recent files", self._clear_recent_files)
@@ -245,9 +320,10 @@ class MenuActions:
             action.setChecked(chosen is not None and chosen.resolve() == entry.path.resolve())
             action.triggered.connect(lambda _=False, p=entry.path: self._choose_model(p))
         self.model_menu.addSeparator()
-        folder = self.model_menu.addAction("Open models &folder…",
-                                           lambda: self.status.message(
-                                               f"Models folder: {open_models_folder()}", 8000))
+        folder = self.model_menu.addAction(
+            "Open models &folder…",
+            lambda: self.status.message(f"Models folder: {open_models_folder()}", 8000),
+        )
         folder.setToolTip("Put extra model bundles here (one folder each); they appear above")
 
     def fill_backend_menu(self) -> None:
@@ -258,9 +334,12 @@ class MenuActions:
         chosen = chosen_backend()
         group = QActionGroup(self.backend_menu)
         installed = available_backends()
-        labels = {"auto": "Automatic (fastest installed)", "openvino": "OpenVINO (CPU)",
-                  "torch": "PyTorch (channels-last, bfloat16 where native)",
-                  "torch-fp32": "PyTorch float32 (the reference)"}
+        labels = {
+            "auto": "Automatic (fastest installed)",
+            "openvino": "OpenVINO (CPU)",
+            "torch": "PyTorch (channels-last, bfloat16 where native)",
+            "torch-fp32": "PyTorch float32 (the reference)",
+        }
         for name in ("auto", *installed):
             action = self.backend_menu.addAction(labels.get(name, name))
             action.setCheckable(True)
@@ -297,8 +376,9 @@ class MenuActions:
         if path is None:
             start = str(app_settings_module.app_settings().value("files/last_export_dir", ""))
             name = f"{self.mosaic.path.stem}_view.png" if self.mosaic is not None else "view.png"
-            chosen, _ = QFileDialog.getSaveFileName(self, "Export view as PNG",
-                                                    str(Path(start) / name), "PNG (*.png)")
+            chosen, _ = QFileDialog.getSaveFileName(
+                self, "Export view as PNG", str(Path(start) / name), "PNG (*.png)"
+            )
             if not chosen:
                 return None
             path = chosen
@@ -309,4 +389,3 @@ class MenuActions:
         app_settings_module.app_settings().setValue("files/last_export_dir", str(target.parent))
         self.status.message(f"View saved as {target}", 6000)
         return target
-

@@ -1,9 +1,9 @@
 """Run engine work off the GUI thread, with progress, result and error signals.
 
-    job = Worker(lambda progress, cancelled: slow(progress=progress, cancel=cancelled))
-    job.signals.finished.connect(...)
-    QThreadPool.globalInstance().start(job)
-    job.cancel()  # cooperative: the function polls ``cancelled()``
+job = Worker(lambda progress, cancelled: slow(progress=progress, cancel=cancelled))
+job.signals.finished.connect(...)
+QThreadPool.globalInstance().start(job)
+job.cancel()  # cooperative: the function polls ``cancelled()``
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ class WorkerSignals(QObject):
 
 
 class Worker(QRunnable):
-    def __init__(self, fn: Callable[[Callable[[int, int], None], Callable[[], bool]], Any],
-                 name: str = "task") -> None:
+    def __init__(
+        self,
+        fn: Callable[[Callable[[int, int], None], Callable[[], bool]], Any],
+        name: str = "task",
+    ) -> None:
         super().__init__()
         self.setAutoDelete(False)  # the owner keeps a reference to cancel it
         self.fn = fn

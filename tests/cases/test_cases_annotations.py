@@ -59,8 +59,16 @@ def test_polygon_with_a_hole_line_and_points() -> None:
 
 def test_geojson_round_trip_keeps_every_property(tmp_path: Path) -> None:
     features = [
-        geo.rectangle_feature(0, 0, 100, 50, label="Pagetoid cells", color=(255, 0, 0),
-                              criterion="melanoma_score.pagetoid_cells", name="zone A"),
+        geo.rectangle_feature(
+            0,
+            0,
+            100,
+            50,
+            label="Pagetoid cells",
+            color=(255, 0, 0),
+            criterion="melanoma_score.pagetoid_cells",
+            name="zone A",
+        ),
         geo.ellipse_feature(300, 300, 40, 20, label="Nest"),
         geo.polygon_feature([(0, 0), (10, 0), (5, 8)], freehand=True),
         geo.point_feature(12.5, 7.25, label="Cell"),
@@ -70,7 +78,9 @@ def test_geojson_round_trip_keeps_every_property(tmp_path: Path) -> None:
     assert document["type"] == "FeatureCollection" and len(document["features"]) == 4
     assert document["features"][0]["properties"]["objectType"] == "annotation"
     assert document["features"][0]["properties"]["classification"] == {
-        "name": "Pagetoid cells", "color": [255, 0, 0]}
+        "name": "Pagetoid cells",
+        "color": [255, 0, 0],
+    }
     back = geo.import_geojson(path)
     assert back == [geo.check_feature(f) for f in features]
     assert [geo.shape_of(f) for f in back] == ["rectangle", "ellipse", "freehand", "point"]
@@ -88,8 +98,9 @@ def test_a_file_written_the_way_qupath_writes_it_imports(tmp_path: Path) -> None
                 "id": "0f5e2c38-1f73-4c57-9f3e-7a8c9d1b2e10",
                 "geometry": {
                     "type": "Polygon",
-                    "coordinates": [[[1000, 800], [1400, 800], [1400, 1100], [1000, 1100],
-                                     [1000, 800]]],
+                    "coordinates": [
+                        [[1000, 800], [1400, 800], [1400, 1100], [1000, 1100], [1000, 800]]
+                    ],
                 },
                 "properties": {
                     "objectType": "annotation",
@@ -137,8 +148,15 @@ def test_a_file_written_the_way_qupath_writes_it_imports(tmp_path: Path) -> None
 
 
 def test_a_bare_feature_list_and_unclosed_rings_are_accepted() -> None:
-    text = json.dumps([{"type": "Feature", "geometry": {
-        "type": "Polygon", "coordinates": [[[0, 0], [5, 0], [5, 5]]]}, "properties": None}])
+    text = json.dumps(
+        [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [5, 0], [5, 5]]]},
+                "properties": None,
+            }
+        ]
+    )
     (feature,) = geo.parse_geojson(text)
     ring = feature["geometry"]["coordinates"][0]
     assert ring[0] == ring[-1] and len(ring) == 4
@@ -151,14 +169,25 @@ def test_a_bare_feature_list_and_unclosed_rings_are_accepted() -> None:
         ("{not json", "not valid JSON"),
         ('{"type": "Topology"}', "expected a FeatureCollection"),
         ('{"type": "FeatureCollection"}', "has no features"),
-        ('{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": '
-         '{"type": "GeometryCollection", "geometries": []}}]}', "object 1: geometry type"),
-        ('[{"type": "Feature", "geometry": {"type": "Point", "coordinates": ["a", 1]}}]',
-         "not a pair of finite numbers"),
-        ('[{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], '
-         '[1, 1]]]}}]', "at least 3"),
-        ('[{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 1]}, '
-         '"properties": {"classification": {"name": "x", "color": "red"}}}]', "not a colour"),
+        (
+            '{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": '
+            '{"type": "GeometryCollection", "geometries": []}}]}',
+            "object 1: geometry type",
+        ),
+        (
+            '[{"type": "Feature", "geometry": {"type": "Point", "coordinates": ["a", 1]}}]',
+            "not a pair of finite numbers",
+        ),
+        (
+            '[{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], '
+            "[1, 1]]]}}]",
+            "at least 3",
+        ),
+        (
+            '[{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 1]}, '
+            '"properties": {"classification": {"name": "x", "color": "red"}}}]',
+            "not a colour",
+        ),
     ],
 )
 def test_bad_files_are_refused_in_one_line(tmp_path: Path, content: str, reason: str) -> None:

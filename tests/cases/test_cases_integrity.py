@@ -110,8 +110,12 @@ def test_the_audit_hash_chain_reports_edited_and_deleted_history(
         problems = store.full_check()
     assert problems, attack
     assert all(p.startswith("cases.sqlite3: ") for p in problems)
-    expected = {"edit": "changed", "delete_middle": "deleted", "delete_last": "deleted",
-                "insert": "added outside"}[attack]
+    expected = {
+        "edit": "changed",
+        "delete_middle": "deleted",
+        "delete_last": "deleted",
+        "insert": "added outside",
+    }[attack]
     assert expected in " ".join(problems)
 
 

@@ -17,17 +17,17 @@ READER = "dr.reader"
 
 # (histology, unaided, after reveal, model top class, reader mode); see the counts below.
 CASES = [
-    ("melanoma", "melanoma", "melanoma", "melanoma", "reader_first"),   # 1
-    ("melanoma", "naevus", "melanoma", "melanoma", "reader_first"),     # 2 better
-    ("melanoma", "uncertain", "uncertain", "bcc", "reader_first"),      # 3
-    ("bcc", "bcc", "bcc", "bcc", "reader_first"),                       # 4
-    ("bcc", "naevus", "naevus", "melanoma", "reader_first"),            # 5
-    ("naevus", "naevus", "naevus", "naevus", "reader_first"),           # 6
-    ("naevus", "naevus", "melanoma", "melanoma", "reader_first"),       # 7 worse
-    ("naevus", "melanoma", "melanoma", "naevus", "reader_first"),       # 8
-    ("other", "other", "bcc", "naevus", "reader_first"),                # 9 worse
-    ("naevus", "bcc", "melanoma", "melanoma", "reader_first"),          # 10 changed, both wrong
-    ("melanoma", None, "melanoma", "melanoma", "ai_visible"),           # 11 no unaided read
+    ("melanoma", "melanoma", "melanoma", "melanoma", "reader_first"),  # 1
+    ("melanoma", "naevus", "melanoma", "melanoma", "reader_first"),  # 2 better
+    ("melanoma", "uncertain", "uncertain", "bcc", "reader_first"),  # 3
+    ("bcc", "bcc", "bcc", "bcc", "reader_first"),  # 4
+    ("bcc", "naevus", "naevus", "melanoma", "reader_first"),  # 5
+    ("naevus", "naevus", "naevus", "naevus", "reader_first"),  # 6
+    ("naevus", "naevus", "melanoma", "melanoma", "reader_first"),  # 7 worse
+    ("naevus", "melanoma", "melanoma", "naevus", "reader_first"),  # 8
+    ("other", "other", "bcc", "naevus", "reader_first"),  # 9 worse
+    ("naevus", "bcc", "melanoma", "melanoma", "reader_first"),  # 10 changed, both wrong
+    ("melanoma", None, "melanoma", "melanoma", "ai_visible"),  # 11 no unaided read
 ]
 
 
@@ -72,7 +72,10 @@ def test_my_reads_match_hand_counted_answers(store: CaseStore) -> None:
     assert [r.case_id for r in rows] == [f"c{i:02d}" for i in (*range(1, 13), 14)]
     by_id = {r.case_id: r for r in rows}
     assert (by_id["c12"].unaided, by_id["c12"].after_reveal, by_id["c12"].model) == (
-        None, None, None)
+        None,
+        None,
+        None,
+    )
     assert by_id["c11"].unaided is None and by_id["c11"].after_reveal == "melanoma"
     assert by_id["c03"].model == "bcc"
 
@@ -93,8 +96,13 @@ def test_my_reads_match_hand_counted_answers(store: CaseStore) -> None:
     assert summary.accuracy("malignancy", "model").sensitivity.ci95[1] == 1.0
 
     reveal = summary.reveal
-    assert (reveal.compared, reveal.unchanged, reveal.better, reveal.worse,
-            reveal.changed_both_wrong) == (10, 6, 1, 2, 1)
+    assert (
+        reveal.compared,
+        reveal.unchanged,
+        reveal.better,
+        reveal.worse,
+        reveal.changed_both_wrong,
+    ) == (10, 6, 1, 2, 1)
     assert reveal.changed == 4
 
 
@@ -125,15 +133,19 @@ def test_histology_fields_are_saved_any_time_and_audited_per_field(
     store.update_assessment_fields("h1", None, READER, diagnosis="naevus")
     store.commit_initial_assessment("h1", READER)  # the histology comes after the commit
     case = store.update_histology(
-        "h1", "pathology", diagnosis="melanoma", date=date(2025, 4, 2), report_number=" R-17 ")
+        "h1", "pathology", diagnosis="melanoma", date=date(2025, 4, 2), report_number=" R-17 "
+    )
     assert case.histology_diagnosis == "melanoma"
     assert case.histology_date == date(2025, 4, 2)
     assert case.histology_report_number == "R-17"
     assert case.histology_recorded_at is not None
     store.update_histology("h1", "pathology", report_number="R-18")
     store.update_histology("h1", "pathology", report_number="R-18")  # no change, no audit row
-    fields = [(e.field, e.old_value, e.new_value) for e in store.audit_trail("h1")
-              if e.field.startswith("histology.")]
+    fields = [
+        (e.field, e.old_value, e.new_value)
+        for e in store.audit_trail("h1")
+        if e.field.startswith("histology.")
+    ]
     assert fields == [
         ("histology.diagnosis", None, "melanoma"),
         ("histology.date", None, "2025-04-02"),

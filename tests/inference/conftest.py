@@ -30,9 +30,9 @@ def sources() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def mosaic_files(tmp_path_factory: pytest.TempPathFactory, sources: dict[str, np.ndarray]) -> (
-    dict[str, Path]
-):
+def mosaic_files(
+    tmp_path_factory: pytest.TempPathFactory, sources: dict[str, np.ndarray]
+) -> dict[str, Path]:
     """name -> file: the composite (pyramid and flat), no-tissue and awkward inputs."""
     root = tmp_path_factory.mktemp("mosaics")
     comp = kit.composite(sources)

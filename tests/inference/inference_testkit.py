@@ -38,20 +38,22 @@ def composite(sources: dict[str, np.ndarray]) -> np.ndarray:
     return out
 
 
-def write_tiff(path: Path, image: np.ndarray, pixel_size_um: float | None = MOSAIC_UM, *,
-               pyramid: bool = False) -> Path:
+def write_tiff(
+    path: Path, image: np.ndarray, pixel_size_um: float | None = MOSAIC_UM, *, pyramid: bool = False
+) -> Path:
     """A tiled TIFF (with one 2x level when ``pyramid``); pixel size in the resolution tags."""
-    kwargs: dict = {"tile": (256, 256), "photometric": "rgb" if image.ndim == 3 else
-                    "minisblack"}
+    kwargs: dict = {"tile": (256, 256), "photometric": "rgb" if image.ndim == 3 else "minisblack"}
     if pixel_size_um is not None:
-        kwargs.update(resolution=(1e4 / pixel_size_um, 1e4 / pixel_size_um),
-                      resolutionunit="CENTIMETER")
+        kwargs.update(
+            resolution=(1e4 / pixel_size_um, 1e4 / pixel_size_um), resolutionunit="CENTIMETER"
+        )
     with tifffile.TiffWriter(path) as tif:
         tif.write(image, subifds=1 if pyramid else None, **kwargs)
         if pyramid:
             half = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2].astype(np.uint16)
-            half = (half[0::2, 0::2] + half[1::2, 0::2] + half[0::2, 1::2] + half[1::2, 1::2]
-                    + 2) // 4
+            half = (
+                half[0::2, 0::2] + half[1::2, 0::2] + half[0::2, 1::2] + half[1::2, 1::2] + 2
+            ) // 4
             kwargs.pop("resolution", None)
             kwargs.pop("resolutionunit", None)
             tif.write(half.astype(image.dtype), subfiletype=1, **kwargs)
@@ -86,8 +88,9 @@ def _downsample2(image: np.ndarray) -> np.ndarray:
     return (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) / 4
 
 
-def train_tiny_bundle(directory: Path, sources: dict[str, np.ndarray], steps: int = 100,
-                      tile_px: int = 64) -> ModelBundle:
+def train_tiny_bundle(
+    directory: Path, sources: dict[str, np.ndarray], steps: int = 100, tile_px: int = 64
+) -> ModelBundle:
     """A ResNet-18 that tells the three synthetic sources apart from 64 px tiles at 2 µm/px.
 
     Trained on random crops of the very mosaics the composite is made of: the heatmap
@@ -125,8 +128,15 @@ def train_tiny_bundle(directory: Path, sources: dict[str, np.ndarray], steps: in
         optimiser.step()
     network.eval()
     fields = bundle_fields(
-        name="tiny-test-model", tile_px=tile_px, mean=(mean,) * 3, std=(std,) * 3,
-        training={"synthetic": True, "data": "three synthetic mosaics (tests only)",
-                  "counts_per_class": {c: 1 for c in LESION_CLASSES}, "steps": steps},
+        name="tiny-test-model",
+        tile_px=tile_px,
+        mean=(mean,) * 3,
+        std=(std,) * 3,
+        training={
+            "synthetic": True,
+            "data": "three synthetic mosaics (tests only)",
+            "counts_per_class": {c: 1 for c in LESION_CLASSES},
+            "steps": steps,
+        },
     )
     return save_bundle(network, fields, directory)

@@ -46,22 +46,27 @@ BLOCK_TORCH = (
 
 
 def _without_torch(code: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code, *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH + code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")
-def exported_random(random_bundle: ModelBundle, tmp_path_factory: pytest.TempPathFactory) -> (
-    ModelBundle
-):
+def exported_random(
+    random_bundle: ModelBundle, tmp_path_factory: pytest.TempPathFactory
+) -> ModelBundle:
     directory = tmp_path_factory.mktemp("exported") / "random"
     shutil.copytree(random_bundle.path, directory)
     return export_onnx(directory)[0]
 
 
 @pytest.fixture(scope="session")
-def exported_trained(trained_bundle: ModelBundle,
-                     tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+def exported_trained(
+    trained_bundle: ModelBundle, tmp_path_factory: pytest.TempPathFactory
+) -> ModelBundle:
     directory = tmp_path_factory.mktemp("exported") / "trained"
     shutil.copytree(trained_bundle.path, directory)
     return export_onnx(directory)[0]
@@ -75,8 +80,12 @@ def test_numpy_resampling_equals_torch_interpolate(factor: float) -> None:
     image = np.random.default_rng(1).random((97, 131), dtype=np.float32)
     ours = resample_bilinear(image, factor)
     theirs = F.interpolate(
-        torch.from_numpy(image)[None, None], scale_factor=(factor, factor), mode="bilinear",
-        align_corners=False, antialias=factor < 1.0, recompute_scale_factor=False,
+        torch.from_numpy(image)[None, None],
+        scale_factor=(factor, factor),
+        mode="bilinear",
+        align_corners=False,
+        antialias=factor < 1.0,
+        recompute_scale_factor=False,
     )[0, 0].numpy()
     assert ours.shape == theirs.shape
     assert np.abs(ours - theirs).max() < 1e-5
@@ -128,7 +137,8 @@ def test_choice_without_torch_is_openvino() -> None:
 
 
 def test_export_is_sealed_idempotent_and_a_changed_byte_is_refused(
-        exported_random: ModelBundle, tmp_path: Path) -> None:
+    exported_random: ModelBundle, tmp_path: Path
+) -> None:
     directory = Path(shutil.copytree(exported_random.path, tmp_path / "b"))
     manifest = load_bundle(directory).manifest
     assert manifest.onnx_file == "network.onnx"
@@ -153,8 +163,9 @@ def test_export_is_sealed_idempotent_and_a_changed_byte_is_refused(
     assert load_bundle(directory).manifest.onnx_sha256 == manifest.onnx_sha256
 
 
-def test_compiled_model_is_cached_per_export(exported_random: ModelBundle, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compiled_model_is_cached_per_export(
+    exported_random: ModelBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RCM_VIEWER_DATA_DIR", str(tmp_path / "user"))
     first = load_backend(exported_random, "openvino", "cpu", batch_size=2)
     cache = compiled_cache_dir(exported_random.manifest.onnx_sha256)
@@ -180,14 +191,15 @@ def _agreement_mosaics(mosaic_files: dict[str, Path], tmp_path: Path) -> list[Pa
     return paths
 
 
-def test_fast_backends_agree_with_torch_float32(exported_trained: ModelBundle,
-                                                mosaic_files: dict[str, Path],
-                                                tmp_path: Path) -> None:
+def test_fast_backends_agree_with_torch_float32(
+    exported_trained: ModelBundle, mosaic_files: dict[str, Path], tmp_path: Path
+) -> None:
     for path in _agreement_mosaics(mosaic_files, tmp_path):
         with open_mosaic(path) as mosaic:
-            results = {name: classify_mosaic(mosaic, exported_trained, backend=name,
-                                             device="cpu")
-                       for name in ("torch-fp32", "torch", "openvino")}
+            results = {
+                name: classify_mosaic(mosaic, exported_trained, backend=name, device="cpu")
+                for name in ("torch-fp32", "torch", "openvino")
+            }
         reference = results.pop("torch-fp32")
         assert reference.backend == "torch-fp32"
         for name, prediction in results.items():
@@ -205,9 +217,9 @@ def test_fast_backends_agree_with_torch_float32(exported_trained: ModelBundle,
 # ----------------------------------------------------------------------------- torch-free
 
 
-def test_classify_command_runs_without_torch(exported_trained: ModelBundle,
-                                             mosaic_files: dict[str, Path],
-                                             tmp_path: Path) -> None:
+def test_classify_command_runs_without_torch(
+    exported_trained: ModelBundle, mosaic_files: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "rows.json"
     result = _without_torch(
         "import runpy\n"
@@ -216,8 +228,14 @@ def test_classify_command_runs_without_torch(exported_trained: ModelBundle,
         "    runpy.run_module('rcm_viewer', run_name='__main__', alter_sys=True)\n"
         "finally:\n"
         "    assert 'torch' not in sys.modules\n",
-        "classify", str(mosaic_files["composite"]), "--model", str(exported_trained.path),
-        "--backend", "auto", "--out", str(out),
+        "classify",
+        str(mosaic_files["composite"]),
+        "--model",
+        str(exported_trained.path),
+        "--backend",
+        "auto",
+        "--out",
+        str(out),
     )
     assert result.returncode == 0, result.stderr
     assert "backend openvino" in result.stderr
@@ -226,8 +244,9 @@ def test_classify_command_runs_without_torch(exported_trained: ModelBundle,
     assert row["top_class"] in ("bcc", "naevus", "melanoma")
 
 
-def test_without_torch_bundles_load_and_explain_says_why(exported_trained: ModelBundle,
-                                                         mosaic_files: dict[str, Path]) -> None:
+def test_without_torch_bundles_load_and_explain_says_why(
+    exported_trained: ModelBundle, mosaic_files: dict[str, Path]
+) -> None:
     result = _without_torch(
         "import rcm_viewer.inference as i\n"
         "from rcm_viewer.mosaic import open_mosaic\n"
@@ -237,9 +256,11 @@ def test_without_torch_bundles_load_and_explain_says_why(exported_trained: Model
         "        i.explain_region(m, b, (0, 0, 256, 256))\n"
         "    except i.InferenceError as e:\n"
         "        print('refused:', e)\n",
-        str(exported_trained.path), str(mosaic_files["gray_512"]),
+        str(exported_trained.path),
+        str(mosaic_files["gray_512"]),
     )
     assert result.returncode == 0, result.stderr
-    assert ("refused: Explain visible region needs PyTorch, which is not installed in this "
-            "app; the class activation map of the classification is still shown.") in (
-        result.stdout)
+    assert (
+        "refused: Explain visible region needs PyTorch, which is not installed in this "
+        "app; the class activation map of the classification is still shown."
+    ) in (result.stdout)

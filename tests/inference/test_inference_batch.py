@@ -53,8 +53,9 @@ def test_mixed_folder_completes_with_each_error_listed_and_exit_3(
     folder = tmp_path / "day"
     folder.mkdir()
     _good(folder / "a_good.tif", 1)
-    Image.fromarray(_texture(2)).save(folder / "b_png_named.tif", format="PNG",
-                                      dpi=(25400, 25400))  # 1 µm/px
+    Image.fromarray(_texture(2)).save(
+        folder / "b_png_named.tif", format="PNG", dpi=(25400, 25400)
+    )  # 1 µm/px
     (folder / "c_empty.tif").write_bytes(b"")
     (folder / "d_corrupt.tif").write_bytes(b"II*\x00" + b"\x00" * 60)
     (folder / "e_unsupported.tif").write_bytes(b"GIF89a" + b"\x00" * 200)
@@ -62,13 +63,30 @@ def test_mixed_folder_completes_with_each_error_listed_and_exit_3(
     text_named_jpg = tmp_path / "letter.jpg"  # named on the command line: gets its row
     text_named_jpg.write_text("Dear colleague, ...")
     out = tmp_path / "out.csv"
-    code = main(["classify", str(folder), str(text_named_jpg), "--model",
-                 str(random_bundle.path), "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "classify",
+            str(folder),
+            str(text_named_jpg),
+            "--model",
+            str(random_bundle.path),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 3
     rows = read_rows(out)
     names = [Path(r["path"]).name for r in rows]
-    assert names == ["a_good.tif", "b_png_named.tif", "c_empty.tif", "d_corrupt.tif",
-                     "e_unsupported.tif", "letter.jpg"]
+    assert names == [
+        "a_good.tif",
+        "b_png_named.tif",
+        "c_empty.tif",
+        "d_corrupt.tif",
+        "e_unsupported.tif",
+        "letter.jpg",
+    ]
     status = {Path(r["path"]).name: r["status"] for r in rows}
     assert status["a_good.tif"] == "ok" and status["b_png_named.tif"] == "ok"
     assert "empty" in status["c_empty.tif"]
@@ -88,8 +106,13 @@ def test_mixed_folder_completes_with_each_error_listed_and_exit_3(
 
 def _kill_after_first_row(args: list[str], out: Path) -> int:
     env = dict(os.environ, RCM_VIEWER_TORCH_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "rcm_viewer", *args], cwd=REPO_DIR,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rcm_viewer", *args],
+        cwd=REPO_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -112,8 +135,17 @@ def test_sigkill_then_resume_gives_no_duplicate_and_no_missing_row(
     files = [_good(folder / f"m{i:02d}.tif", 100 + i, side=512) for i in range(4)]
     (folder / "zz_broken.tif").write_bytes(b"nonsense")
     out = tmp_path / f"rows{suffix}"
-    args = ["classify", str(folder), "--model", str(random_bundle.path), "--out", str(out),
-            "--device", "cpu", "--quiet"]
+    args = [
+        "classify",
+        str(folder),
+        "--model",
+        str(random_bundle.path),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     first = _kill_after_first_row(args, out)
     assert 1 <= first < len(files)
     if suffix == ".json":
@@ -122,9 +154,14 @@ def test_sigkill_then_resume_gives_no_duplicate_and_no_missing_row(
         with out.open(newline="", encoding="utf-8") as fh:
             assert next(csv.reader(fh)) == COLUMNS
     before = {r["sha256"]: r for r in read_rows(out)}
-    result = subprocess.run([sys.executable, "-m", "rcm_viewer", *args, "--resume"],
-                            cwd=REPO_DIR, capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, RCM_VIEWER_TORCH_THREADS="1"))
+    result = subprocess.run(
+        [sys.executable, "-m", "rcm_viewer", *args, "--resume"],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, RCM_VIEWER_TORCH_THREADS="1"),
+    )
     assert result.returncode == 3, result.stderr  # zz_broken.tif
     rows = read_rows(out)
     paths = [Path(r["path"]).name for r in rows]
@@ -147,8 +184,19 @@ def test_row_schema_in_csv_json_and_jsonl(random_bundle: ModelBundle, tmp_path: 
     rows_by_format = {}
     for suffix in (".csv", ".json", ".jsonl"):
         out = tmp_path / f"r{suffix}"
-        code = main(["classify", str(image), str(sidecar_image), str(broken), "--model",
-                     str(random_bundle.path), "--out", str(out), "--quiet"])
+        code = main(
+            [
+                "classify",
+                str(image),
+                str(sidecar_image),
+                str(broken),
+                "--model",
+                str(random_bundle.path),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
         assert code == 3
         rows_by_format[suffix] = read_rows(out)
         for row in rows_by_format[suffix]:
@@ -157,7 +205,10 @@ def test_row_schema_in_csv_json_and_jsonl(random_bundle: ModelBundle, tmp_path: 
         assert next(csv.reader(fh)) == COLUMNS
     assert len((tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()) == 3
     assert [r["path"] for r in json.loads((tmp_path / "r.json").read_text("utf-8"))] == [
-        str(image), str(sidecar_image), str(broken)]
+        str(image),
+        str(sidecar_image),
+        str(broken),
+    ]
     for rows in rows_by_format.values():
         good, side, bad = rows
         assert good["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
@@ -173,8 +224,22 @@ def test_row_schema_in_csv_json_and_jsonl(random_bundle: ModelBundle, tmp_path: 
         assert bad["width"] is None and bad["pixel_size_source"] is None
     # --pixel-size-um is used for every file and says so
     out = tmp_path / "given.jsonl"
-    assert main(["classify", str(sidecar_image), "--pixel-size-um", "0.6", "--model",
-                 str(random_bundle.path), "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                str(sidecar_image),
+                "--pixel-size-um",
+                "0.6",
+                "--model",
+                str(random_bundle.path),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     (row,) = read_rows(out)
     assert row["pixel_size_um"] == 0.6 and row["pixel_size_source"] == "given"
 
@@ -192,8 +257,7 @@ def test_shards_cover_every_file_exactly_once(tmp_path: Path) -> None:
     assert everything == sorted(names)  # sorted order, every mosaic name, nothing else
     assert len(list(FileScan([tmp_path]))) == 0  # not recursive: no file at the top
     for n in (1, 3, 5):
-        shards = [list(FileScan([tmp_path], recursive=True, shard=(i, n)))
-                  for i in range(1, n + 1)]
+        shards = [list(FileScan([tmp_path], recursive=True, shard=(i, n))) for i in range(1, n + 1)]
         flat = [p for shard in shards for p in shard]
         assert sorted(flat) == everything and len(flat) == len(set(flat))
         assert shards[0][0] == everything[0]
@@ -205,8 +269,9 @@ def test_shards_cover_every_file_exactly_once(tmp_path: Path) -> None:
     assert len(list(scan)) == 4
 
 
-def test_shard_option_on_the_command_line(random_bundle: ModelBundle, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_shard_option_on_the_command_line(
+    random_bundle: ModelBundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(3):
@@ -214,8 +279,22 @@ def test_shard_option_on_the_command_line(random_bundle: ModelBundle, tmp_path: 
     seen = []
     for i in (1, 2):
         out = tmp_path / f"s{i}.jsonl"
-        assert main(["classify", str(folder), "--shard", f"{i}/2", "--model",
-                     str(random_bundle.path), "--out", str(out), "--quiet"]) == 3
+        assert (
+            main(
+                [
+                    "classify",
+                    str(folder),
+                    "--shard",
+                    f"{i}/2",
+                    "--model",
+                    str(random_bundle.path),
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 3
+        )
         seen += [Path(r["path"]).name for r in read_rows(out)]
     assert sorted(seen) == ["0.tif", "1.tif", "2.tif"]
     assert main(["classify", str(folder), "--shard", "3/2"]) == 2
@@ -223,15 +302,30 @@ def test_shard_option_on_the_command_line(random_bundle: ModelBundle, tmp_path: 
 
 
 def test_csv_cells_are_neutralised_and_newlines_escaped(
-    random_bundle: ModelBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    random_bundle: ModelBundle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     formula = '=HYPERLINK("x.example","open").tif'
     _good(tmp_path / formula, 7)
     (tmp_path / "@bad\nname.tif").write_bytes(b"broken")
-    assert main(["classify", formula, "@bad\nname.tif", "--model", str(random_bundle.path),
-                 "--out", "r.csv", "--quiet"]) == 3
+    assert (
+        main(
+            [
+                "classify",
+                formula,
+                "@bad\nname.tif",
+                "--model",
+                str(random_bundle.path),
+                "--out",
+                "r.csv",
+                "--quiet",
+            ]
+        )
+        == 3
+    )
     text = (tmp_path / "r.csv").read_text(encoding="utf-8")
     assert len(text.splitlines()) == 3  # header + one line per file, whatever the names
     with (tmp_path / "r.csv").open(newline="", encoding="utf-8") as fh:
@@ -239,28 +333,42 @@ def test_csv_cells_are_neutralised_and_newlines_escaped(
     assert rows[0]["path"] == "'" + formula and rows[0]["status"] == "ok"
     assert rows[1]["path"] == "'@bad\\nname.tif"
     assert rows[1]["status"].startswith("'@bad\\nname.tif")  # the message names it, escaped
-    assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in
-                   row.values())
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values())
     err = capsys.readouterr().err
     (error,) = _errors(err)
     assert "@bad\\nname.tif" in error
     assert all("name.tif" not in line or "\\n" in line for line in err.splitlines())
     # JSON keeps the exact name (it escapes newlines itself)
-    assert main(["classify", "@bad\nname.tif", "--model", str(random_bundle.path),
-                 "--out", "r.json", "--quiet"]) == 3
+    assert (
+        main(
+            [
+                "classify",
+                "@bad\nname.tif",
+                "--model",
+                str(random_bundle.path),
+                "--out",
+                "r.json",
+                "--quiet",
+            ]
+        )
+        == 3
+    )
     assert json.loads((tmp_path / "r.json").read_text("utf-8"))[0]["path"] == "@bad\nname.tif"
     assert neutralise_cell("-2+3") == "'-2+3" and neutralise_cell(0.5) == 0.5
     assert printable("a\tb\x1bc") == "a\\tb\\x1bc"
 
 
-def test_out_pointing_at_a_folder_fails_up_front(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_out_pointing_at_a_folder_fails_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "results"
     folder.mkdir()
     mosaic = _good(tmp_path / "m.tif", 8)
     # the model does not even exist: the --out check comes before any other work
-    assert main(["classify", str(mosaic), "--out", str(folder), "--model",
-                 str(tmp_path / "no-model")]) == 2
+    assert (
+        main(["classify", str(mosaic), "--out", str(folder), "--model", str(tmp_path / "no-model")])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is a folder" in err[0] and "does not exist" not in err[0]
     assert main(["classify", str(mosaic), "--resume"]) == 2
@@ -306,12 +414,17 @@ def test_a_refused_pickle_is_one_line(random_bundle: ModelBundle, tmp_path: Path
     import fractions
     import pickle
 
-    evil = _resealed(random_bundle, tmp_path / "evil",
-                     pickle.dumps({"conv1.weight": fractions.Fraction(1, 3)}))
+    evil = _resealed(
+        random_bundle, tmp_path / "evil", pickle.dumps({"conv1.weight": fractions.Fraction(1, 3)})
+    )
     mosaic = _good(tmp_path / "m.tif", 10)
-    result = subprocess.run([sys.executable, "-m", "rcm_viewer", "classify", str(mosaic),
-                             "--model", str(evil)], cwd=REPO_DIR, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "rcm_viewer", "classify", str(mosaic), "--model", str(evil)],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if "note:" not in line]
     assert len(lines) == 1, result.stderr
@@ -321,11 +434,16 @@ def test_a_refused_pickle_is_one_line(random_bundle: ModelBundle, tmp_path: Path
 
 def test_resume_drops_a_row_cut_mid_write_and_earlier_failures(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
-    ok = {c: None for c in COLUMNS} | {"path": "a.tif", "sha256": "a" * 64, "status": "ok",
-                                      "weights_sha256": "w" * 64}
+    ok = {c: None for c in COLUMNS} | {
+        "path": "a.tif",
+        "sha256": "a" * 64,
+        "status": "ok",
+        "weights_sha256": "w" * 64,
+    }
     failed = ok | {"path": "b.tif", "sha256": "b" * 64, "status": "b.tif is empty"}
-    out.write_text(json.dumps(ok) + "\n" + json.dumps(failed) + "\n" + '{"path": "c.t',
-                   encoding="utf-8")
+    out.write_text(
+        json.dumps(ok) + "\n" + json.dumps(failed) + "\n" + '{"path": "c.t', encoding="utf-8"
+    )
     with RowWriter(out, CLASSES, weights_sha256="w" * 64, resume=True) as writer:
         assert writer.done == {"a" * 64}
     assert read_rows(out) == [ok]

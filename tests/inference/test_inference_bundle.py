@@ -44,16 +44,24 @@ def _reseal(directory: Path, edit) -> None:
 def test_round_trip_keeps_manifest_and_weights(tmp_path: Path) -> None:
     torch.manual_seed(3)
     network = build_network("resnet18", 3)
-    fields = kit.bundle_fields(temperature=1.7, calibration_note="fitted on validation",
-                               tile_stride_px=64)
+    fields = kit.bundle_fields(
+        temperature=1.7, calibration_note="fitted on validation", tile_stride_px=64
+    )
     bundle = save_bundle(network, fields, tmp_path / "b")
     assert sorted(p.name for p in bundle.path.iterdir()) == [
-        "MODEL_CARD.md", "manifest.json", "weights.pt"]
+        "MODEL_CARD.md",
+        "manifest.json",
+        "weights.pt",
+    ]
     again = load_bundle(tmp_path / "b")
     m = again.manifest
     assert m == bundle.manifest
     assert (m.name, m.architecture, m.tile_px, m.tile_stride_px) == (
-        "test-model", "resnet18", 96, 64)
+        "test-model",
+        "resnet18",
+        96,
+        64,
+    )
     assert m.class_ids == ("melanoma", "bcc", "naevus")
     assert m.class_names[1] == "Basal cell carcinoma"
     assert m.temperature == 1.7 and m.synthetic is True
@@ -143,8 +151,9 @@ def test_unsupported_schema_and_bad_fields_are_named(bundle_copy: Path) -> None:
     _reseal(bundle_copy, lambda d: d.update(schema_version=1, architecture="vgg16"))
     with pytest.raises(ModelBundleError, match="'architecture' must be one of"):
         read_manifest(bundle_copy)
-    _reseal(bundle_copy, lambda d: (d.update(architecture="resnet18"),
-                                    d["input"].update(tile_px=100)))
+    _reseal(
+        bundle_copy, lambda d: (d.update(architecture="resnet18"), d["input"].update(tile_px=100))
+    )
     with pytest.raises(ModelBundleError, match="multiple of 32"):
         read_manifest(bundle_copy)
 
@@ -172,8 +181,9 @@ def test_list_bundles_reports_broken_ones(random_bundle: ModelBundle, tmp_path: 
     assert list_bundles(tmp_path / "nowhere") == []
 
 
-def test_default_bundle_dir(random_bundle: ModelBundle, tmp_path: Path,
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_bundle_dir(
+    random_bundle: ModelBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("RCM_VIEWER_MODEL_DIR", raising=False)
     with pytest.raises(ModelBundleError, match="no classifier model is installed"):
         default_bundle_dir(tmp_path)
@@ -195,6 +205,7 @@ def test_importing_the_package_does_not_import_torch() -> None:
         "i.classify_mosaic; i.available_backends(); "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr

@@ -14,8 +14,10 @@ import pytest
 from rcm_viewer.inference import ModelBundle, ModelBundleError, list_bundles, load_bundle
 
 pytestmark = [
-    pytest.mark.skipif(not hasattr(os, "mkfifo") or not Path("/dev/zero").exists(),
-                       reason="needs FIFOs and /dev/zero"),
+    pytest.mark.skipif(
+        not hasattr(os, "mkfifo") or not Path("/dev/zero").exists(),
+        reason="needs FIFOs and /dev/zero",
+    ),
     pytest.mark.timeout(60),  # a hang is the bug: fail instead of waiting forever
 ]
 
@@ -35,8 +37,9 @@ def _replace_with(path: Path, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["fifo", "dev_zero"])
 @pytest.mark.parametrize("name", ["manifest.json", "MODEL_CARD.md", "weights.pt"])
-def test_non_regular_bundle_file_is_refused_in_one_line(bundle_copy: Path, name: str,
-                                                        kind: str) -> None:
+def test_non_regular_bundle_file_is_refused_in_one_line(
+    bundle_copy: Path, name: str, kind: str
+) -> None:
     _replace_with(bundle_copy / name, kind)
     started = time.monotonic()
     with pytest.raises(ModelBundleError) as caught:

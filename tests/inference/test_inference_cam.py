@@ -38,8 +38,9 @@ def tiles(sources: dict[str, np.ndarray]) -> np.ndarray:
     return np.stack(out)
 
 
-def test_logits_are_the_mean_of_the_map_plus_bias(random_bundle: ModelBundle,
-                                                   tiles: np.ndarray) -> None:
+def test_logits_are_the_mean_of_the_map_plus_bias(
+    random_bundle: ModelBundle, tiles: np.ndarray
+) -> None:
     network = load_network(random_bundle, torch.device("cpu"), purpose="explain")
     x = to_model_input(tiles, random_bundle.manifest, torch.device("cpu"))
     with torch.inference_mode():
@@ -68,8 +69,9 @@ def test_map_equals_gradcam_of_layer4(random_bundle: ModelBundle, tiles: np.ndar
     assert compared >= 9
 
 
-def test_mosaic_heatmap_cells_are_gradcam_of_each_tile(random_bundle: ModelBundle,
-                                                       mosaic_files: dict) -> None:
+def test_mosaic_heatmap_cells_are_gradcam_of_each_tile(
+    random_bundle: ModelBundle, mosaic_files: dict
+) -> None:
     """Heatmap cells under a tile box == Grad-CAM of that tile, read back independently."""
     manifest = random_bundle.manifest
     with open_mosaic(mosaic_files["composite_flat"]) as mosaic:
@@ -82,14 +84,18 @@ def test_mosaic_heatmap_cells_are_gradcam_of_each_tile(random_bundle: ModelBundl
         checked = 0
         for box in prediction.tile_boxes[[0, 7, 20]]:
             x, y, w, h = (int(v) for v in box)
-            pixels, _ = read_model_pixels(mosaic, 0, factor, round(x / factor),
-                                          round(y / factor), 96, 96, 255.0)
+            pixels, _ = read_model_pixels(
+                mosaic, 0, factor, round(x / factor), round(y / factor), 96, 96, 255.0
+            )
             tensor = to_model_input(pixels[None], manifest, torch.device("cpu"))
             reference = _gradcam(network, tensor, class_index)[0]
             if reference.std() < 1e-6:
                 continue
-            cells = prediction.heatmap[class_index, round(y / cell) : round((y + h) / cell),
-                                       round(x / cell) : round((x + w) / cell)]
+            cells = prediction.heatmap[
+                class_index,
+                round(y / cell) : round((y + h) / cell),
+                round(x / cell) : round((x + w) / cell),
+            ]
             ours = scale_cam_image(cells[None], (96, 96))[0]
             assert _correlation(ours, reference) > 0.99
             checked += 1

@@ -42,8 +42,9 @@ def _patch_cells(prediction: Prediction) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["composite", "composite_flat"])
-def test_bcc_heatmap_sits_on_the_bcc_patch(trained_bundle: ModelBundle, mosaic_files: dict,
-                                           name: str) -> None:
+def test_bcc_heatmap_sits_on_the_bcc_patch(
+    trained_bundle: ModelBundle, mosaic_files: dict, name: str
+) -> None:
     """A naevus mosaic with a bcc corner: the bcc evidence is in that corner, nowhere else.
 
     ``composite`` has a 2x pyramid level (read as is); ``composite_flat`` has none (2x
@@ -104,8 +105,9 @@ def test_black_margin_is_not_classified(trained_bundle: ModelBundle, mosaic_file
 @pytest.mark.parametrize("name", ["black", "blank", "saturated"])
 def test_no_assessable_tissue(random_bundle: ModelBundle, mosaic_files: dict, name: str) -> None:
     steps = []
-    prediction = _classify(mosaic_files[name], random_bundle,
-                           progress=lambda done, total: steps.append((done, total)))
+    prediction = _classify(
+        mosaic_files[name], random_bundle, progress=lambda done, total: steps.append((done, total))
+    )
     assert prediction.status == STATUS_NO_TISSUE == "no assessable tissue"
     assert not prediction.ok
     assert prediction.probabilities is None and prediction.top_class is None
@@ -113,8 +115,9 @@ def test_no_assessable_tissue(random_bundle: ModelBundle, mosaic_files: dict, na
     assert steps == [(0, 0)]
 
 
-def test_unknown_pixel_size_must_be_confirmed(random_bundle: ModelBundle,
-                                              mosaic_files: dict) -> None:
+def test_unknown_pixel_size_must_be_confirmed(
+    random_bundle: ModelBundle, mosaic_files: dict
+) -> None:
     with pytest.raises(InferenceError) as caught:
         _classify(mosaic_files["no_pixel_size"], random_bundle)
     message = str(caught.value)
@@ -128,8 +131,9 @@ def test_unknown_pixel_size_must_be_confirmed(random_bundle: ModelBundle,
         _classify(mosaic_files["composite"], random_bundle, pixel_size_um=400.0)
 
 
-def test_pixel_size_confirmed_in_the_viewer_is_flagged(random_bundle: ModelBundle,
-                                                       mosaic_files: dict) -> None:
+def test_pixel_size_confirmed_in_the_viewer_is_flagged(
+    random_bundle: ModelBundle, mosaic_files: dict
+) -> None:
     with open_mosaic(mosaic_files["no_pixel_size"]) as mosaic:
         mosaic.set_pixel_size(1.0)
         prediction = classify_mosaic(mosaic, random_bundle, device="cpu")
@@ -146,8 +150,12 @@ def test_rgb_is_converted_and_flagged(random_bundle: ModelBundle, mosaic_files: 
 
 def test_progress_counts_up_to_the_total(random_bundle: ModelBundle, mosaic_files: dict) -> None:
     steps: list[tuple[int, int]] = []
-    prediction = _classify(mosaic_files["composite"], random_bundle, batch_size=5,
-                           progress=lambda done, total: steps.append((done, total)))
+    prediction = _classify(
+        mosaic_files["composite"],
+        random_bundle,
+        batch_size=5,
+        progress=lambda done, total: steps.append((done, total)),
+    )
     total = prediction.n_tiles
     # 512 model px: 6 x 6 tiles of 96, the last row and column mostly outside the mosaic
     assert total == 25 and prediction.n_tiles_grid == 36
@@ -157,13 +165,18 @@ def test_progress_counts_up_to_the_total(random_bundle: ModelBundle, mosaic_file
     assert done == sorted(done) and len(done) == 1 + 5  # 25 tiles in batches of 5
 
 
-def test_cancel_stops_early_and_carries_the_partial_result(random_bundle: ModelBundle,
-                                                           mosaic_files: dict) -> None:
+def test_cancel_stops_early_and_carries_the_partial_result(
+    random_bundle: ModelBundle, mosaic_files: dict
+) -> None:
     steps: list[int] = []
     with pytest.raises(ClassificationCancelled) as caught:
-        _classify(mosaic_files["composite"], random_bundle, batch_size=4,
-                  progress=lambda done, total: steps.append(done),
-                  cancel=lambda: len(steps) >= 3)
+        _classify(
+            mosaic_files["composite"],
+            random_bundle,
+            batch_size=4,
+            progress=lambda done, total: steps.append(done),
+            cancel=lambda: len(steps) >= 3,
+        )
     assert steps == [0, 4, 8]
     partial = caught.value.partial
     assert partial is not None and partial.partial and partial.n_tiles == 8
@@ -175,8 +188,9 @@ def test_cancel_stops_early_and_carries_the_partial_result(random_bundle: ModelB
 
 def test_partial_results_stream_in(random_bundle: ModelBundle, mosaic_files: dict) -> None:
     partials: list[Prediction] = []
-    final = _classify(mosaic_files["composite"], random_bundle, batch_size=8,
-                      on_partial=partials.append)
+    final = _classify(
+        mosaic_files["composite"], random_bundle, batch_size=8, on_partial=partials.append
+    )
     assert [p.n_tiles for p in partials] == [8, 16, 24]
     assert all(p.partial and p.heatmap is not None for p in partials)
     assert not final.partial and final.n_tiles == 25
@@ -184,8 +198,7 @@ def test_partial_results_stream_in(random_bundle: ModelBundle, mosaic_files: dic
     assert covered == sorted(covered)
 
 
-def test_same_input_gives_identical_results(random_bundle: ModelBundle,
-                                            mosaic_files: dict) -> None:
+def test_same_input_gives_identical_results(random_bundle: ModelBundle, mosaic_files: dict) -> None:
     first = _classify(mosaic_files["composite"], random_bundle)
     second = _classify(mosaic_files["composite"], random_bundle)
     assert first.probabilities == second.probabilities
@@ -197,10 +210,12 @@ def test_explain_region(trained_bundle: ModelBundle, mosaic_files: dict) -> None
     x, y, w, h = kit.PATCH
     region = (x - 128, y - 128, w + 128, h + 128)  # the patch plus naevus above and left
     with open_mosaic(mosaic_files["composite"]) as mosaic:
-        explanation = explain_region(mosaic, trained_bundle, region, target_class="bcc",
-                                     device="cpu")
-        finer = explain_region(mosaic, trained_bundle, region, method="gradcam++",
-                               layer="layer3", device="cpu")
+        explanation = explain_region(
+            mosaic, trained_bundle, region, target_class="bcc", device="cpu"
+        )
+        finer = explain_region(
+            mosaic, trained_bundle, region, method="gradcam++", layer="layer3", device="cpu"
+        )
         with pytest.raises(InferenceError, match="unknown method"):
             explain_region(mosaic, trained_bundle, region, method="magic")
         with pytest.raises(InferenceError, match="too large"):
@@ -219,11 +234,17 @@ def test_explain_region(trained_bundle: ModelBundle, mosaic_files: dict) -> None
     assert not any(m._forward_hooks for m in network.modules())  # hooks released
 
 
-@pytest.mark.parametrize(("pixel_size_um", "reads"), [
-    (0.5, "2x level or 4x4 mean"), (1.5, "antialiased bilinear"), (4.0, "upsampled"),
-])
-def test_any_scale_maps_back_to_mosaic_pixels(random_bundle: ModelBundle, mosaic_files: dict,
-                                               pixel_size_um: float, reads: str) -> None:
+@pytest.mark.parametrize(
+    ("pixel_size_um", "reads"),
+    [
+        (0.5, "2x level or 4x4 mean"),
+        (1.5, "antialiased bilinear"),
+        (4.0, "upsampled"),
+    ],
+)
+def test_any_scale_maps_back_to_mosaic_pixels(
+    random_bundle: ModelBundle, mosaic_files: dict, pixel_size_um: float, reads: str
+) -> None:
     """Mosaic pixel sizes finer, a bit finer and coarser than the model's 2 µm/px."""
     prediction = _classify(mosaic_files["gray_512"], random_bundle, pixel_size_um=pixel_size_um)
     factor = 2.0 / pixel_size_um  # mosaic pixels per model pixel
@@ -239,13 +260,16 @@ def test_mean_probabilities_aggregation(mosaic_files: dict, tmp_path) -> None:
     bundle = kit.random_bundle(tmp_path / "b", aggregation="mean_probabilities")
     prediction = _classify(mosaic_files["gray_512"], bundle)
     assert prediction.probabilities == pytest.approx(
-        tuple(prediction.tile_probabilities.mean(axis=0)), abs=1e-6)
+        tuple(prediction.tile_probabilities.mean(axis=0)), abs=1e-6
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
-def test_cuda_without_a_gpu_is_a_clear_error(random_bundle: ModelBundle,
-                                             mosaic_files: dict) -> None:
-    with pytest.raises(InferenceError, match="no CUDA GPU"), open_mosaic(
-        mosaic_files["composite"]
-    ) as mosaic:
+def test_cuda_without_a_gpu_is_a_clear_error(
+    random_bundle: ModelBundle, mosaic_files: dict
+) -> None:
+    with (
+        pytest.raises(InferenceError, match="no CUDA GPU"),
+        open_mosaic(mosaic_files["composite"]) as mosaic,
+    ):
         classify_mosaic(mosaic, random_bundle, device="cuda")

@@ -50,8 +50,11 @@ def test_fit_ood_refuses_too_little_data() -> None:
 
 
 @pytest.fixture(scope="module")
-def ood_bundle(tmp_path_factory: pytest.TempPathFactory, random_bundle: ModelBundle,
-               sources: dict[str, np.ndarray]) -> ModelBundle:
+def ood_bundle(
+    tmp_path_factory: pytest.TempPathFactory,
+    random_bundle: ModelBundle,
+    sources: dict[str, np.ndarray],
+) -> ModelBundle:
     """The random-weight bundle with OOD statistics fitted on halves of three mosaics.
 
     Random ResNet features still tell tissue from noise: the check needs no trained head.
@@ -73,8 +76,9 @@ def _noise_tiff(path: Path) -> Path:
     return kit.write_tiff(path, rng.integers(40, 256, size=(512, 512), dtype=np.uint8))
 
 
-def test_foreign_input_scores_higher_than_in_distribution(ood_bundle: ModelBundle,
-                                                          sources: dict, tmp_path: Path) -> None:
+def test_foreign_input_scores_higher_than_in_distribution(
+    ood_bundle: ModelBundle, sources: dict, tmp_path: Path
+) -> None:
     assert ood_bundle.manifest.ood_file == OOD_FILE
     assert (ood_bundle.path / OOD_FILE).stat().st_size < 1_000_000
     inside = kit.write_tiff(tmp_path / "naevus.tif", sources["naevus"][256:768, 256:768])
@@ -94,16 +98,18 @@ def test_foreign_input_scores_higher_than_in_distribution(ood_bundle: ModelBundl
     assert p_out.summary()["in_distribution"] is False
 
 
-def test_a_bundle_without_statistics_says_so(random_bundle: ModelBundle,
-                                             mosaic_files: dict) -> None:
+def test_a_bundle_without_statistics_says_so(
+    random_bundle: ModelBundle, mosaic_files: dict
+) -> None:
     with open_mosaic(mosaic_files["gray_512"]) as mosaic:
         prediction = classify_mosaic(mosaic, random_bundle, device="cpu")
     assert prediction.ood_score is None and prediction.in_distribution is None
     assert "no out-of-distribution statistics" in prediction.ood_note
 
 
-def test_a_changed_byte_of_the_statistics_is_refused(ood_bundle: ModelBundle,
-                                                     tmp_path: Path) -> None:
+def test_a_changed_byte_of_the_statistics_is_refused(
+    ood_bundle: ModelBundle, tmp_path: Path
+) -> None:
     copy = tmp_path / "tampered"
     shutil.copytree(ood_bundle.path, copy)
     data = bytearray((copy / OOD_FILE).read_bytes())
@@ -111,8 +117,9 @@ def test_a_changed_byte_of_the_statistics_is_refused(ood_bundle: ModelBundle,
     (copy / OOD_FILE).write_bytes(bytes(data))
     with pytest.raises(ModelBundleError, match="ood.npz .* does not match its checksum"):
         load_bundle(copy)
-    result = run_cli("classify", str(_noise_tiff(tmp_path / "n.tif")), "--model", str(copy),
-                     "--device", "cpu")
+    result = run_cli(
+        "classify", str(_noise_tiff(tmp_path / "n.tif")), "--model", str(copy), "--device", "cpu"
+    )
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "ood.npz" in errors[0]
@@ -120,9 +127,17 @@ def test_a_changed_byte_of_the_statistics_is_refused(ood_bundle: ModelBundle,
 
 def test_cli_rows_carry_ood_columns(ood_bundle: ModelBundle, tmp_path: Path) -> None:
     out = tmp_path / "rows.csv"
-    result = run_cli("classify", str(_noise_tiff(tmp_path / "noise.tif")), "--model",
-                     str(ood_bundle.path), "--out", str(out), "--device", "cpu",
-                     env_extra={"RCM_VIEWER_TORCH_THREADS": "1"})
+    result = run_cli(
+        "classify",
+        str(_noise_tiff(tmp_path / "noise.tif")),
+        "--model",
+        str(ood_bundle.path),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        env_extra={"RCM_VIEWER_TORCH_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr
     with out.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -131,8 +146,9 @@ def test_cli_rows_carry_ood_columns(ood_bundle: ModelBundle, tmp_path: Path) -> 
     assert rows[0]["in_distribution"] == "False"
 
 
-def _blobs(rng: np.random.Generator, n_per: int, centres: np.ndarray) -> tuple[np.ndarray,
-                                                                             np.ndarray]:
+def _blobs(
+    rng: np.random.Generator, n_per: int, centres: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     labels = np.repeat(np.arange(len(centres)), n_per)
     # positive, ReLU-like features whose length varies a lot from tile to tile (as layer-4
     # averages do): the direction carries the class, the norm mostly the contrast
@@ -147,13 +163,18 @@ def test_unit_length_features_make_the_score_blind_to_feature_scale() -> None:
     centres = np.abs(rng.normal(1, 1, size=(3, 32)))
     train, labels = _blobs(rng, 150, centres)
     held, _ = _blobs(rng, 60, centres)
-    model = fit_ood(train, labels, held, np.arange(len(held)) // 6, n_classes=3,
-                    max_components=16)
+    model = fit_ood(train, labels, held, np.arange(len(held)) // 6, n_classes=3, max_components=16)
     assert model.normalise
-    np.testing.assert_allclose(model.tile_scores(held * 7.0), model.tile_scores(held),
-                               rtol=1e-6)
-    raw = fit_ood(train, labels, held, np.arange(len(held)) // 6, n_classes=3,
-                  max_components=16, normalise=False)
+    np.testing.assert_allclose(model.tile_scores(held * 7.0), model.tile_scores(held), rtol=1e-6)
+    raw = fit_ood(
+        train,
+        labels,
+        held,
+        np.arange(len(held)) // 6,
+        n_classes=3,
+        max_components=16,
+        normalise=False,
+    )
     assert not np.allclose(raw.tile_scores(held * 7.0), raw.tile_scores(held), rtol=0.1)
     again = OodModel.from_bytes(model.to_bytes())
     assert again.normalise and again.mosaic_statistic == model.mosaic_statistic
@@ -178,22 +199,37 @@ def test_first_version_statistics_still_load_with_their_own_rules() -> None:
     rng = np.random.default_rng(2)
     centres = np.abs(rng.normal(1, 1, size=(3, 16)))
     train, labels = _blobs(rng, 50, centres)
-    model = fit_ood(train, labels, train[:30], np.arange(30) // 5, n_classes=3,
-                    max_components=8, normalise=False, statistic="mean")
+    model = fit_ood(
+        train,
+        labels,
+        train[:30],
+        np.arange(30) // 5,
+        n_classes=3,
+        max_components=8,
+        normalise=False,
+        statistic="mean",
+    )
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, method=np.array(LEGACY_METHOD), mean=model.mean,
-                        components=model.components, class_means=model.class_means,
-                        precision=model.precision, residual_var=np.float32(model.residual_var),
-                        tile_threshold=np.float32(model.tile_threshold),
-                        mosaic_threshold=np.float32(model.mosaic_threshold),
-                        counts=np.array([1, 2, 3]))
+    np.savez_compressed(
+        buffer,
+        method=np.array(LEGACY_METHOD),
+        mean=model.mean,
+        components=model.components,
+        class_means=model.class_means,
+        precision=model.precision,
+        residual_var=np.float32(model.residual_var),
+        tile_threshold=np.float32(model.tile_threshold),
+        mosaic_threshold=np.float32(model.mosaic_threshold),
+        counts=np.array([1, 2, 3]),
+    )
     old = OodModel.from_bytes(buffer.getvalue())
     assert not old.normalise and old.mosaic_statistic == "mean" and old.residual_weight == 1
     np.testing.assert_allclose(old.tile_scores(train), model.tile_scores(train), rtol=1e-4)
 
 
 def test_obviously_foreign_inputs_are_flagged_and_fresh_tissue_is_not(
-        ood_bundle: ModelBundle, sources: dict, tmp_path: Path) -> None:
+    ood_bundle: ModelBundle, sources: dict, tmp_path: Path
+) -> None:
     """The end-to-end guard: if the check stopped flagging these, this fails."""
     rng = np.random.default_rng(5)
     y, x = np.mgrid[0:512, 0:512]

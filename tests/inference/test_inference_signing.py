@@ -180,11 +180,16 @@ def _sign_by_hand(bundle: Path, private: Path) -> None:
     from cryptography.hazmat.primitives import serialization
 
     key = serialization.load_pem_private_key(private.read_bytes(), password=None)
-    public = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                           serialization.PublicFormat.Raw)
-    record = {"algorithm": "ed25519", "key_id": signing.key_id(public),
-              "signature": base64.b64encode(key.sign((bundle / MANIFEST_NAME).read_bytes()))
-              .decode("ascii")}
+    public = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    record = {
+        "algorithm": "ed25519",
+        "key_id": signing.key_id(public),
+        "signature": base64.b64encode(key.sign((bundle / MANIFEST_NAME).read_bytes())).decode(
+            "ascii"
+        ),
+    }
     (bundle / signing.SIGNATURE_NAME).write_text(json.dumps(record), encoding="utf-8")
 
 

@@ -28,11 +28,13 @@ def _stitched(side: int, pixel_um: float, field_um: float, seed: int) -> np.ndar
     return np.clip(image * 255, 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize(("pixel_um", "field_um", "downsample"),
-                         [(2.0, 500.0, 1.0), (0.9, 250.0, 1.0), (0.55, 250.0, 2.0),
-                          (0.75, 500.0, 10.0)])
-def test_pixel_size_of_a_stitched_grid_within_five_percent(pixel_um: float, field_um: float,
-                                                           downsample: float) -> None:
+@pytest.mark.parametrize(
+    ("pixel_um", "field_um", "downsample"),
+    [(2.0, 500.0, 1.0), (0.9, 250.0, 1.0), (0.55, 250.0, 2.0), (0.75, 500.0, 10.0)],
+)
+def test_pixel_size_of_a_stitched_grid_within_five_percent(
+    pixel_um: float, field_um: float, downsample: float
+) -> None:
     side = 1200
     image = _stitched(side, pixel_um * downsample, field_um, seed=int(pixel_um * 100))
     estimate = estimate_pixel_size(image, downsample=downsample, field_um=field_um)
@@ -68,8 +70,12 @@ def _generator_mosaic(seed: int, *, grid: bool) -> SyntheticMosaic:
     mosaic = SyntheticMosaic(MosaicSpec("naevus", 768, 768, 0.6, seed, field_um=150.0))
     if not grid:  # the same tissue, camera and noise, without the stitched field grid
         mosaic.acquisition = dataclasses.replace(
-            mosaic.acquisition, field_gain_sd=0.0, vignetting=0.0, seam=0.0,
-            missing_fields=frozenset())
+            mosaic.acquisition,
+            field_gain_sd=0.0,
+            vignetting=0.0,
+            seam=0.0,
+            missing_fields=frozenset(),
+        )
     return mosaic
 
 

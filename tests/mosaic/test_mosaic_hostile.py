@@ -49,8 +49,9 @@ def test_a_damaged_jpeg_is_refused_not_shown_grey(tmp_path: Path, damage: str) -
     (tmp_path / "good.jpg").write_bytes(good)
     from PIL import Image
 
-    assert np.array_equal(_read_all(tmp_path / "good.jpg"),
-                          np.asarray(Image.open(tmp_path / "good.jpg")))
+    assert np.array_equal(
+        _read_all(tmp_path / "good.jpg"), np.asarray(Image.open(tmp_path / "good.jpg"))
+    )
 
 
 def test_randomised_full_resolution_tiles_are_reported_per_tile(tmp_path: Path) -> None:
@@ -138,8 +139,9 @@ def test_a_sparse_tiff_claiming_a_huge_area_stays_in_bounds(tmp_path: Path) -> N
     side = 40_000  # 1.6 Gpx claimed by 0.2 MB of headers
     across = -(-side // 256)
     write_tiled_tiff(path, side, side, 8, 256, 8, [None] * (across * across))
-    result = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     probe = json.loads(result.stdout)
     assert probe["levels"] > 1 and probe["any"] is False

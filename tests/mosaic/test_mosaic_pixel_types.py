@@ -87,8 +87,7 @@ def test_int8_and_uint32_open(tmp_path: Path) -> None:
             assert pm is not None and pm.source_dtype == dtype
             assert (pm.low, pm.high) == (low, high)
             region = mosaic.read_region(0, 20, 30, 64, 64)
-            np.testing.assert_array_equal(
-                region, _expected(values[30:94, 20:84], low, high))
+            np.testing.assert_array_equal(region, _expected(values[30:94, 20:84], low, high))
             step = (high - low) / 65535
             assert abs(pm.real_value(int(region[5, 5])) - int(values[35, 25])) <= max(step, 0.5)
 
@@ -156,8 +155,9 @@ def test_palette_png_opens_as_rgb(tmp_path: Path) -> None:
     im.save(path)
     with open_mosaic(path) as mosaic:
         assert mosaic.info.is_rgb
-        np.testing.assert_array_equal(mosaic.read_region(0, 0, 0, 64, 64),
-                                      np.asarray(im.convert("RGB")))
+        np.testing.assert_array_equal(
+            mosaic.read_region(0, 0, 0, 64, 64), np.asarray(im.convert("RGB"))
+        )
 
 
 def test_info_json_shows_the_map(tmp_path: Path) -> None:

@@ -23,22 +23,33 @@ DIST = REPO / "installer" / "dist"
 
 pytestmark = [
     pytest.mark.packaging,
-    pytest.mark.skipif(os.environ.get("RCM_RUN_PACKAGING") != "1",
-                       reason="packaging tests take minutes: set RCM_RUN_PACKAGING=1"),
+    pytest.mark.skipif(
+        os.environ.get("RCM_RUN_PACKAGING") != "1",
+        reason="packaging tests take minutes: set RCM_RUN_PACKAGING=1",
+    ),
 ]
 
 
 def _clean_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "RCM_VIEWER_MODEL_DIR", "VIRTUAL_ENV")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "RCM_VIEWER_MODEL_DIR", "VIRTUAL_ENV")
+    }
     env["RCM_VIEWER_DATA_DIR"] = str(data_dir)
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
     return env
 
 
 def _self_test(executable: Path, env: dict[str, str], cwd: Path) -> tuple[int, str]:
-    done = subprocess.run([str(executable), "--self-test"], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [str(executable), "--self-test"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("rcm-viewer self-test")]
     assert len(lines) == 1, (done.stdout, done.stderr)
     return done.returncode, lines[0]
@@ -48,22 +59,55 @@ def test_wheel_in_a_fresh_venv_classifies_the_demo(wheel: Path, tmp_path: Path) 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = Path(subprocess.check_output(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        text=True).strip())
+    site = Path(
+        subprocess.check_output(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            text=True,
+        ).strip()
+    )
     (site / "_reuse_installed_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    "--ignore-installed", str(wheel)], check=True, cwd=tmp_path, timeout=600)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--ignore-installed",
+            str(wheel),
+        ],
+        check=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     env = _clean_env(tmp_path / "data")
     where = subprocess.check_output(
         [str(python), "-c", "import rcm_viewer.paths as p; print(p.PACKAGE_DIR, p.MODELS_DIR)"],
-        cwd=tmp_path, env=env, text=True).split()
+        cwd=tmp_path,
+        env=env,
+        text=True,
+    ).split()
     assert all(Path(w).is_relative_to(site) for w in where), where
     demo = Path(where[1]).parent / "bundled_demo" / "demo_naevus.tif"
     out = tmp_path / "rows.json"
-    done = subprocess.run([str(venv / "bin" / "rcm-viewer"), "classify", str(demo),
-                           "--device", "cpu", "--out", str(out)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            str(venv / "bin" / "rcm-viewer"),
+            "classify",
+            str(demo),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())
     assert rows[0]["status"] == "ok" and rows[0]["model"] == "rcm-demo-resnet34", rows
@@ -75,8 +119,12 @@ def test_wheel_in_a_fresh_venv_classifies_the_demo(wheel: Path, tmp_path: Path) 
 def _frozen_build() -> Path:
     app = DIST / "small" / "rcm-viewer"
     if os.environ.get("RCM_PACKAGING_REUSE_BUILD") != "1" or not app.is_dir():
-        subprocess.run([sys.executable, str(REPO / "installer" / "build.py"), "--flavour",
-                        "small"], check=True, cwd=REPO, timeout=3600)
+        subprocess.run(
+            [sys.executable, str(REPO / "installer" / "build.py"), "--flavour", "small"],
+            check=True,
+            cwd=REPO,
+            timeout=3600,
+        )
     return app
 
 

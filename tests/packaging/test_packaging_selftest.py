@@ -32,8 +32,9 @@ def test_steps_pass_and_print_one_line(capsys: pytest.CaptureFixture[str]) -> No
     assert os.environ["RCM_VIEWER_DATA_DIR"] == data_dir  # the temporary folder is undone
 
 
-def test_a_broken_seal_fails_with_the_reason(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_seal_fails_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = Path(__file__).resolve().parents[2] / "models"
     bundle = tmp_path / "models" / "rcm-demo-resnet34"
     bundle.mkdir(parents=True)
@@ -42,7 +43,8 @@ def test_a_broken_seal_fails_with_the_reason(tmp_path: Path,
     (bundle / "weights.pt").write_bytes(b"not the sealed weights")
     monkeypatch.setattr("rcm_viewer.paths.MODELS_DIR", tmp_path / "models")
     code, line, results = selftest.run_self_test(
-        [s for s in selftest.STEPS if s[0] in ("seals", "open", "classify")])
+        [s for s in selftest.STEPS if s[0] in ("seals", "open", "classify")]
+    )
     assert code == 1
     assert line.startswith("rcm-viewer self-test FAILED")
     seals, opened, classify = results

@@ -58,8 +58,14 @@ def test_unpacked_wheel_finds_its_own_model_and_demo(wheel: Path, tmp_path: Path
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RCM_VIEWER_MODEL_DIR")}
     env["PYTHONPATH"] = str(site)
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(found["pkg"]).is_relative_to(site)  # the wheel's code, not the checkout's
@@ -74,9 +80,9 @@ def test_checkout_finds_the_repository_folders() -> None:
     assert paths.demo_mosaic("melanoma").is_file()
 
 
-def test_user_models_folder_is_searched_after_the_bundled_one(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_user_models_folder_is_searched_after_the_bundled_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("RCM_VIEWER_MODEL_DIR", raising=False)
     user_models = paths.user_models_dir()
     assert user_models.is_relative_to(Path(os.environ["RCM_VIEWER_DATA_DIR"]))

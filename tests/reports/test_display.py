@@ -98,6 +98,7 @@ def test_overview_of_a_pyramid_and_of_a_flat_file(tmp_path) -> None:
         assert overview_level(mosaic) is None and load_overview(mosaic) is None
         calls = []
         level, pixels, (black, white) = load_overview_building(
-            mosaic, progress=lambda d, t: calls.append((d, t)))
+            mosaic, progress=lambda d, t: calls.append((d, t))
+        )
         assert max(pixels.shape) <= 2048 and level >= 1 and calls
         assert black < white

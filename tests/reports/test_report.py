@@ -30,22 +30,54 @@ def _images(reader: PdfReader) -> int:
 
 def test_full_report_has_every_section(case, tmp_path: Path) -> None:
     pdf, sidecar = tmp_path / "r.pdf", tmp_path / "r.json"
-    report = export_report(case.store, case.case_id, pdf, sidecar,
-                           ReportOptions(institution="St Example Dermatology"))
+    report = export_report(
+        case.store, case.case_id, pdf, sidecar, ReportOptions(institution="St Example Dermatology")
+    )
     assert report is not None and report.image_note == ""
     text, reader = _text(pdf)
     assert 1 <= len(reader.pages) <= 3
-    for needle in ("St Example Dermatology", case.case_id, PSEUDONYM, SITE, READER,
-                   "Acquisition date", "Report date", "lesion.tif", "0.75 µm/px",
-                   SYNTHETIC_BANNER, "AI result", "rcm-demo-resnet 1.2", "ab" * 32,
-                   "Melanoma", "71%", "19%", "10%", "Reader assessments",
-                   "Initial (unaided)", "Revised (after AI)", "Excision / biopsy", "3/5", "4/5",
-                   "Irregular honeycomb at the periphery.", "Melanoma score (Pellacani 2005)",
-                   "Roundish pagetoid cells", "Region annotations", "Pagetoid cells",
-                   "Atypical basal cells", "Dendritic cell", "rectangle", "ellipse",
-                   "cluster near the centre", "Close-ups", "full resolution", "Intended use",
-                   "not a diagnostic device", "rcm-viewer 0.1.0",
-                   f"page 1 of {len(reader.pages)}", "Heatmap of the most likely class"):
+    for needle in (
+        "St Example Dermatology",
+        case.case_id,
+        PSEUDONYM,
+        SITE,
+        READER,
+        "Acquisition date",
+        "Report date",
+        "lesion.tif",
+        "0.75 µm/px",
+        SYNTHETIC_BANNER,
+        "AI result",
+        "rcm-demo-resnet 1.2",
+        "ab" * 32,
+        "Melanoma",
+        "71%",
+        "19%",
+        "10%",
+        "Reader assessments",
+        "Initial (unaided)",
+        "Revised (after AI)",
+        "Excision / biopsy",
+        "3/5",
+        "4/5",
+        "Irregular honeycomb at the periphery.",
+        "Melanoma score (Pellacani 2005)",
+        "Roundish pagetoid cells",
+        "Region annotations",
+        "Pagetoid cells",
+        "Atypical basal cells",
+        "Dendritic cell",
+        "rectangle",
+        "ellipse",
+        "cluster near the centre",
+        "Close-ups",
+        "full resolution",
+        "Intended use",
+        "not a diagnostic device",
+        "rcm-viewer 0.1.0",
+        f"page 1 of {len(reader.pages)}",
+        "Heatmap of the most likely class",
+    ):
         assert unicodedata.normalize("NFKC", needle) in text, needle
     assert " ".join(INTENDED_USE.split()[:8]) in text
     # 2 overviews + 4 close-ups + legend + 3 probability bars
@@ -78,8 +110,13 @@ def test_reader_first_hides_the_ai_until_the_initial_is_committed(tmp_path: Path
     export_report(fixture.store, fixture.case_id, pdf, sidecar)
     text, reader = _text(pdf)
     assert "AI result withheld" in text and "not committed" in text
-    for hidden in ("71%", "rcm-demo-resnet", SYNTHETIC_BANNER, "Heatmap of the most likely",
-                   "Revised (after AI)"):
+    for hidden in (
+        "71%",
+        "rcm-demo-resnet",
+        SYNTHETIC_BANNER,
+        "Heatmap of the most likely",
+        "Revised (after AI)",
+    ):
         assert hidden not in text, hidden
     data = json.loads(sidecar.read_text(encoding="utf-8"))
     assert data["ai_result"]["shown"] is False and data["ai_result"]["probabilities"] == []
@@ -90,8 +127,13 @@ def test_reader_first_hides_the_ai_until_the_initial_is_committed(tmp_path: Path
 
 def test_anonymise_and_no_heatmap_and_letter(case, tmp_path: Path) -> None:
     pdf, sidecar = tmp_path / "r.pdf", tmp_path / "r.json"
-    export_report(case.store, case.case_id, pdf, sidecar,
-                  ReportOptions(anonymise=True, heatmap=False, paper="letter"))
+    export_report(
+        case.store,
+        case.case_id,
+        pdf,
+        sidecar,
+        ReportOptions(anonymise=True, heatmap=False, paper="letter"),
+    )
     text, reader = _text(pdf)
     assert PSEUDONYM not in text and "lesion.tif" not in text
     assert "removed (anonymised)" in text and case.case_id in text
@@ -153,8 +195,9 @@ def test_a_failed_write_keeps_the_old_report(case, tmp_path: Path, monkeypatch) 
         raise OSError(28, "No space left on device")
 
     real = fileio.atomic_write_with
-    monkeypatch.setattr(fileio, "atomic_write_with",
-                        lambda path, write, **kw: real(path, full_disk, **kw))
+    monkeypatch.setattr(
+        fileio, "atomic_write_with", lambda path, write, **kw: real(path, full_disk, **kw)
+    )
     with pytest.raises(ReportError, match="No space left on device"):
         export_report(case.store, case.case_id, pdf)
     assert pdf.read_bytes() == b"old report"
@@ -195,16 +238,34 @@ def test_a_bare_case_and_qupath_style_annotations(tmp_path: Path) -> None:
 
     with CaseStore(tmp_path / "cases.sqlite") as store:
         case = store.create_case("", user="r", reader_mode="ai_visible")
-        store.add_roi(case.case_id, {
-            "type": "Feature",
-            "geometry": {"type": "MultiPolygon", "coordinates": [
-                [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]],
-                [[[20, 20], [30, 20], [30, 30], [20, 30], [20, 20]]]]},
-            "properties": {"objectType": "annotation",
-                           "classification": {"name": "Tumor", "colorRGB": -3670016},
-                           "color": -3670016}}, "r")
-        store.add_roi(case.case_id, {"type": "Feature", "properties": None,
-                                     "geometry": {"type": "Point", "coordinates": [5, 5]}}, "r")
+        store.add_roi(
+            case.case_id,
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "MultiPolygon",
+                    "coordinates": [
+                        [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]],
+                        [[[20, 20], [30, 20], [30, 30], [20, 30], [20, 20]]],
+                    ],
+                },
+                "properties": {
+                    "objectType": "annotation",
+                    "classification": {"name": "Tumor", "colorRGB": -3670016},
+                    "color": -3670016,
+                },
+            },
+            "r",
+        )
+        store.add_roi(
+            case.case_id,
+            {
+                "type": "Feature",
+                "properties": None,
+                "geometry": {"type": "Point", "coordinates": [5, 5]},
+            },
+            "r",
+        )
         pdf, sidecar = tmp_path / "r.pdf", tmp_path / "r.json"
         report = export_report(store, case.case_id, pdf, sidecar)
     assert report is not None
@@ -229,9 +290,13 @@ def test_a_result_of_an_unverified_model_says_so(tmp_path: Path) -> None:
     fixture = make_case(tmp_path / "case", with_ai=False, commit=False)
     base = ai_result(1024, 768)
     unverified = AIResult.from_probabilities(
-        base.model_name, base.model_version, base.weights_sha256,
-        dict(zip(base.class_ids, base.probabilities, strict=True)), heatmap=base.heatmap,
-        flags=(*base.flags, "unverified_model"))
+        base.model_name,
+        base.model_version,
+        base.weights_sha256,
+        dict(zip(base.class_ids, base.probabilities, strict=True)),
+        heatmap=base.heatmap,
+        flags=(*base.flags, "unverified_model"),
+    )
     fixture.store.save_ai_result(fixture.case_id, unverified, READER)
     fixture.store.commit_initial_assessment(fixture.case_id, READER)
     pdf, sidecar = tmp_path / "r.pdf", tmp_path / "r.json"

@@ -21,16 +21,31 @@ def _comparable(data: dict) -> dict:
 def test_cli_by_case_id_matches_the_in_process_export(case, tmp_path: Path) -> None:
     pdf, sidecar = tmp_path / "cli.pdf", tmp_path / "cli.json"
     case.store.close()
-    result = run_cli("report", case.case_id, "--out", str(pdf), "--json", str(sidecar),
-                     "--institution", "Skin Clinic Nord", "--db", str(case.store.path))
+    result = run_cli(
+        "report",
+        case.case_id,
+        "--out",
+        str(pdf),
+        "--json",
+        str(sidecar),
+        "--institution",
+        "Skin Clinic Nord",
+        "--db",
+        str(case.store.path),
+    )
     assert result.returncode == 0, result.stderr
     assert f"wrote {pdf}" in result.stdout
     assert len(PdfReader(str(pdf)).pages) >= 1
     from rcm_viewer.cases import CaseStore
 
     with CaseStore(case.store.path) as store:  # what the window's worker calls
-        report = export_report(store, case.case_id, tmp_path / "gui.pdf", None,
-                               ReportOptions(institution="Skin Clinic Nord"))
+        report = export_report(
+            store,
+            case.case_id,
+            tmp_path / "gui.pdf",
+            None,
+            ReportOptions(institution="Skin Clinic Nord"),
+        )
     cli = json.loads(sidecar.read_text(encoding="utf-8"))
     assert _comparable(cli) == _comparable(report_dict(report))
 
@@ -40,15 +55,31 @@ def test_cli_by_mosaic_file_even_after_a_move(case, tmp_path: Path) -> None:
     case.mosaic.rename(moved)
     case.store.close()
     pdf, sidecar = tmp_path / "r.pdf", tmp_path / "r.json"
-    result = run_cli("report", str(moved), "--out", str(pdf), "--json", str(sidecar),
-                     "--anonymise", "--no-heatmap", "--paper", "letter",
-                     "--db", str(case.store.path))
+    result = run_cli(
+        "report",
+        str(moved),
+        "--out",
+        str(pdf),
+        "--json",
+        str(sidecar),
+        "--anonymise",
+        "--no-heatmap",
+        "--paper",
+        "letter",
+        "--db",
+        str(case.store.path),
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(sidecar.read_text(encoding="utf-8"))
     assert data["header"]["case_id"] == case.case_id
     assert data["header"]["patient_pseudonym"] is None
-    assert data["options"] == {"anonymised": True, "heatmap": False, "paper": "letter",
-                               "colormap": "Inferno", "opacity": 0.45}
+    assert data["options"] == {
+        "anonymised": True,
+        "heatmap": False,
+        "paper": "letter",
+        "colormap": "Inferno",
+        "opacity": 0.45,
+    }
     assert [i["key"] for i in data["images"]] == ["overview"]  # the moved file was found
 
 
@@ -91,9 +122,13 @@ def test_reports_never_load_widgets_and_the_data_part_no_qt(case, tmp_path: Path
         "assert not bad, bad\n"
         "print('ok')\n"
     )
-    env = {k: v for k, v in __import__("os").environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, env=env)
+    env = {
+        k: v
+        for k, v in __import__("os").environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
     assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF")

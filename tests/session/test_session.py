@@ -41,10 +41,19 @@ def _prediction(width: int = 500, height: int = 300) -> Prediction:
     heatmap = np.zeros((3, int(height / cell), int(width / cell)), np.float32)
     heatmap[1, 1, 2] = 1.0
     return Prediction(
-        status=STATUS_OK, class_ids=CLASSES, class_names=("Melanoma", "BCC", "Naevus"),
-        probabilities=(0.1, 0.8, 0.1), top_class="bcc", heatmap=heatmap,
-        heatmap_cell_px=cell, heatmap_scale=1.0, model_name="test", model_version="1",
-        weights_sha256="0" * 64, model_synthetic=True, n_tiles=4,
+        status=STATUS_OK,
+        class_ids=CLASSES,
+        class_names=("Melanoma", "BCC", "Naevus"),
+        probabilities=(0.1, 0.8, 0.1),
+        top_class="bcc",
+        heatmap=heatmap,
+        heatmap_cell_px=cell,
+        heatmap_scale=1.0,
+        model_name="test",
+        model_version="1",
+        weights_sha256="0" * 64,
+        model_synthetic=True,
+        n_tiles=4,
     )
 
 
@@ -107,8 +116,7 @@ def test_reader_first_gate_follows_the_case(store, tmp_path) -> None:
     assert session.ai is not None and session.ai.top_class == "bcc"
     assert not session.ai_revealed()  # stored, but hidden until the unaided read is committed
     assert store.get_case(session.case_id).ai_result is None
-    store.update_assessment_fields(session.case_id, "initial", session.reader(),
-                                   diagnosis="naevus")
+    store.update_assessment_fields(session.case_id, "initial", session.reader(), diagnosis="naevus")
     store.commit_initial_assessment(session.case_id, session.reader())
     session.refresh_case()
     assert session.ai_revealed()
@@ -153,6 +161,7 @@ def test_session_and_engine_rooms_import_without_qt_or_torch() -> None:
         "bad = [m for m in ('PySide6', 'pyqtgraph', 'torch') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr

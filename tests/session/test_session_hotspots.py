@@ -10,14 +10,16 @@ from rcm_viewer.session.hotspots import find_hotspots, suppression_radius_px
 CLASSES = ("melanoma", "bcc", "naevus")
 
 
-def _heatmap(peaks: list[tuple[int, int, int, float]], rows: int = 32, cols: int = 48,
-             sigma: float = 1.5) -> np.ndarray:
+def _heatmap(
+    peaks: list[tuple[int, int, int, float]], rows: int = 32, cols: int = 48, sigma: float = 1.5
+) -> np.ndarray:
     """(class, row, col, height) gaussian blobs on a (3, rows, cols) map."""
     yy, xx = np.mgrid[0:rows, 0:cols]
     heat = np.zeros((len(CLASSES), rows, cols), dtype=np.float32)
     for k, r, c, height in peaks:
-        heat[k] = np.maximum(heat[k], height * np.exp(-((yy - r) ** 2 + (xx - c) ** 2)
-                                                        / (2 * sigma**2)))
+        heat[k] = np.maximum(
+            heat[k], height * np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * sigma**2))
+        )
     return heat
 
 

@@ -24,16 +24,29 @@ def test_version_help_and_module_entry_point() -> None:
 
 def test_synth_writes_a_class_per_folder_dataset(tmp_path) -> None:
     out = tmp_path / "ds"
-    result = run_cli("synth", str(out), "--per-class", "2", "--size", "300", "--seed", "4",
-                     "--bits", "16", "--pixel-size-um", "0.8")
+    result = run_cli(
+        "synth",
+        str(out),
+        "--per-class",
+        "2",
+        "--size",
+        "300",
+        "--seed",
+        "4",
+        "--bits",
+        "16",
+        "--pixel-size-um",
+        "0.8",
+    )
     assert result.returncode == 0, result.stderr
     files = sorted(out.glob("*/*.ome.tif"))
     assert len(files) == 6
     assert {f.parent.name for f in files} == {"melanoma", "bcc", "naevus"}
     for path in files:
         with tifffile.TiffFile(path) as tif:
-            description = json.loads(tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
-                                     ["Description"])
+            description = json.loads(
+                tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Description"]
+            )
             assert description["lesion_class"] == path.parent.name
             assert description["pixel_size_um"] == pytest.approx(0.8)
             assert tif.pages[0].dtype.itemsize == 2 and tif.pages[0].shape == (300, 300)
@@ -41,8 +54,24 @@ def test_synth_writes_a_class_per_folder_dataset(tmp_path) -> None:
     assert len(rows) == 6 and {r["lesion_class"] for r in rows} == {"melanoma", "bcc", "naevus"}
     # same seed, same bytes, in a second run
     again = tmp_path / "again"
-    assert run_cli("synth", str(again), "--per-class", "2", "--size", "300", "--seed", "4",
-                   "--bits", "16", "--pixel-size-um", "0.8", "--quiet").returncode == 0
+    assert (
+        run_cli(
+            "synth",
+            str(again),
+            "--per-class",
+            "2",
+            "--size",
+            "300",
+            "--seed",
+            "4",
+            "--bits",
+            "16",
+            "--pixel-size-um",
+            "0.8",
+            "--quiet",
+        ).returncode
+        == 0
+    )
     for path in files:
         assert path.read_bytes() == (again / path.relative_to(out)).read_bytes()
 
@@ -78,8 +107,22 @@ def test_unknown_option_is_a_usage_error() -> None:
 
 def test_info_reads_back_what_synth_wrote(tmp_path) -> None:
     out = tmp_path / "ds"
-    assert run_cli("synth", str(out), "--per-class", "1", "--size", "256", "--classes", "bcc",
-                   "--pixel-size-um", "0.6", "--quiet").returncode == 0
+    assert (
+        run_cli(
+            "synth",
+            str(out),
+            "--per-class",
+            "1",
+            "--size",
+            "256",
+            "--classes",
+            "bcc",
+            "--pixel-size-um",
+            "0.6",
+            "--quiet",
+        ).returncode
+        == 0
+    )
     result = run_cli("info", str(out / "bcc" / "bcc_0000.ome.tif"), "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)

@@ -36,7 +36,7 @@ def test_region_rendering_is_seamless_whatever_the_tiling() -> None:
     mosaic = SyntheticMosaic(MosaicSpec("melanoma", 700, 600, 0.5, seed=9))
     whole = mosaic.to_array()
     for x, y, w, h in [(0, 0, 64, 64), (123, 77, 300, 211), (650, 550, 50, 50)]:
-        np.testing.assert_array_equal(mosaic.render(x, y, w, h), whole[y:y + h, x:x + w])
+        np.testing.assert_array_equal(mosaic.render(x, y, w, h), whole[y : y + h, x : x + w])
 
 
 @pytest.mark.parametrize("bits", [8, 16])
@@ -70,8 +70,9 @@ def test_metadata_round_trip(tmp_path, bits: int) -> None:
                 base = np.pad(base, ((0, 1), (0, 0)), mode="edge")
             if base.shape[1] % 2:
                 base = np.pad(base, ((0, 0), (0, 1)), mode="edge")
-            expected = (base[0::2, 0::2] + base[1::2, 0::2] + base[0::2, 1::2]
-                        + base[1::2, 1::2]) / 4
+            expected = (
+                base[0::2, 0::2] + base[1::2, 0::2] + base[0::2, 1::2] + base[1::2, 1::2]
+            ) / 4
             assert np.abs(half - expected).max() <= 1.0
 
 
@@ -114,5 +115,8 @@ def test_bad_specs_are_refused_with_a_clear_message(spec: MosaicSpec, message: s
 
 def test_jpeg_needs_eight_bits(tmp_path) -> None:
     with pytest.raises(SyntheticError, match="8-bit"):
-        write_tiff(SyntheticMosaic(MosaicSpec("bcc", 256, 256, bits=16)), tmp_path / "x.tif",
-                   compression="jpeg")
+        write_tiff(
+            SyntheticMosaic(MosaicSpec("bcc", 256, 256, bits=16)),
+            tmp_path / "x.tif",
+            compression="jpeg",
+        )

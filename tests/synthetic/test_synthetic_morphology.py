@@ -39,7 +39,7 @@ def morphology_features(img: np.ndarray, pixel_um: float) -> dict[str, float]:
     cell_scale = ndi.gaussian_filter(a, 3.0 / pixel_um)
     background = ndi.gaussian_filter(a, 15.0 / pixel_um)
     ratio = cell_scale / (background + 1e-3)
-    peaks = (ratio == ndi.maximum_filter(ratio, size=max(3, int(14 / pixel_um))))
+    peaks = ratio == ndi.maximum_filter(ratio, size=max(3, int(14 / pixel_um)))
     bright_cells = peaks & (ratio > 1.6) & tissue
     # orientation coherence of the structure tensor: polarised (aligned) nuclei
     detail = ndi.gaussian_filter(a, 1.5 / pixel_um)
@@ -95,8 +95,9 @@ def test_histograms_overlap_but_morphology_separates(balanced_set) -> None:
 
     def mean(feature: str, lesion_class: str) -> float:
         idx = LESION_CLASSES.index(lesion_class)
-        return float(np.mean([m[feature] for m, lab in zip(morph, labels, strict=True)
-                              if lab == idx]))
+        return float(
+            np.mean([m[feature] for m, lab in zip(morph, labels, strict=True) if lab == idx])
+        )
 
     # naevus: many dark, edged papillae; BCC: few (tumour islands replace them)
     assert mean("dark_count_per_mm2", "naevus") > 1.5 * mean("dark_count_per_mm2", "bcc")

@@ -84,8 +84,7 @@ def test_single_class_stops_before_training(tmp_path: Path):
 
 def test_too_few_mosaics_in_a_class_stops_with_one_line(tmp_path: Path):
     write_dataset(tmp_path, per_class=4, width=96, height=96, seed=1, classes=("bcc",))
-    write_dataset(tmp_path / "tmp", per_class=2, width=96, height=96, seed=2,
-                  classes=("naevus",))
+    write_dataset(tmp_path / "tmp", per_class=2, width=96, height=96, seed=2, classes=("naevus",))
     (tmp_path / "tmp" / "naevus").rename(tmp_path / "naevus")
     import shutil
 
@@ -114,6 +113,5 @@ def test_importing_the_training_package_does_not_import_torch():
     import sys
 
     code = "import sys, rcm_viewer.training, rcm_viewer.cli; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

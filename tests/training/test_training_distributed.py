@@ -23,9 +23,18 @@ from rcm_viewer.synthetic import write_dataset
 from rcm_viewer.training import TrainingConfig, train
 from rcm_viewer.training.trainer import CHECKPOINT_NAME
 
-ARGS = dict(architecture="resnet18", tile_px=64, pixel_size_um=2.0, epochs=1,
-            crops_per_mosaic=4, batch_size=8, seed=5, workers=0, patience=10,
-            split="50/25/25")
+ARGS = dict(
+    architecture="resnet18",
+    tile_px=64,
+    pixel_size_um=2.0,
+    epochs=1,
+    crops_per_mosaic=4,
+    batch_size=8,
+    seed=5,
+    workers=0,
+    patience=10,
+    split="50/25/25",
+)
 
 
 @pytest.mark.slow
@@ -34,16 +43,46 @@ def test_two_process_gloo_matches_single_process(tmp_path: Path):
     data = tmp_path / "data"
     write_dataset(data, per_class=4, width=256, height=256, seed=9)
     torch.set_num_threads(2)
-    single = train(TrainingConfig(data_dir=data, out_dir=tmp_path / "single",
-                                  accumulation_steps=2, **ARGS), progress=None)
+    single = train(
+        TrainingConfig(data_dir=data, out_dir=tmp_path / "single", accumulation_steps=2, **ARGS),
+        progress=None,
+    )
 
     env = {**os.environ, "RCM_VIEWER_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "rcm_viewer", "train", str(data), "--out", str(tmp_path / "ddp"),
-        "--arch", "resnet18", "--tile-px", "64", "--pixel-size-um", "2.0", "--epochs", "1",
-        "--crops-per-mosaic", "4", "--batch-size", "8", "--seed", "5", "--workers", "0",
-        "--patience", "10", "--split", "50/25/25", "--device", "cpu",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "rcm_viewer",
+        "train",
+        str(data),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--arch",
+        "resnet18",
+        "--tile-px",
+        "64",
+        "--pixel-size-um",
+        "2.0",
+        "--epochs",
+        "1",
+        "--crops-per-mosaic",
+        "4",
+        "--batch-size",
+        "8",
+        "--seed",
+        "5",
+        "--workers",
+        "0",
+        "--patience",
+        "10",
+        "--split",
+        "50/25/25",
+        "--device",
+        "cpu",
     ]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=800)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -17,9 +17,7 @@ from rcm_viewer.training.metrics import (
 )
 
 #: rows true, columns predicted: 3 classes, 30 mosaics
-MATRIX = np.array([[8, 1, 1],
-                   [2, 6, 2],
-                   [0, 1, 9]])
+MATRIX = np.array([[8, 1, 1], [2, 6, 2], [0, 1, 9]])
 
 
 def _from_matrix(matrix: np.ndarray) -> tuple[list[int], np.ndarray]:

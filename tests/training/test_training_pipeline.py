@@ -29,9 +29,19 @@ pytestmark = pytest.mark.timeout(900)
 
 def _config(data: Path, out: Path, **changes) -> TrainingConfig:
     base = TrainingConfig(
-        data_dir=data, out_dir=out, architecture="resnet18", tile_px=64, pixel_size_um=2.0,
-        epochs=EPOCHS, crops_per_mosaic=16, batch_size=8, seed=0, workers=0, patience=10,
-        learning_rate=1e-3, split="50/25/25",
+        data_dir=data,
+        out_dir=out,
+        architecture="resnet18",
+        tile_px=64,
+        pixel_size_um=2.0,
+        epochs=EPOCHS,
+        crops_per_mosaic=16,
+        batch_size=8,
+        seed=0,
+        workers=0,
+        patience=10,
+        learning_rate=1e-3,
+        split="50/25/25",
     )
     return dataclasses.replace(base, **changes)
 
@@ -78,17 +88,23 @@ def test_exported_bundle_classifies_with_the_app_path(trained, data_dir: Path):
 
 
 def test_evaluate_beats_chance_and_writes_the_report(trained, data_dir: Path, tmp_path: Path):
-    result = evaluate(data_dir, trained.bundle_dir, split="all", out_dir=tmp_path,
-                      progress=None)
+    result = evaluate(data_dir, trained.bundle_dir, split="all", out_dir=tmp_path, progress=None)
     assert result.metrics["n"] == 24
     assert result.metrics["accuracy"] >= 0.6  # chance is 1/3
     names = {p.name for p in result.files}
-    assert {"metrics.json", "metrics.md", "roc.png", "reliability.png",
-            "confusion.png", "predictions.csv"} <= names
+    assert {
+        "metrics.json",
+        "metrics.md",
+        "roc.png",
+        "reliability.png",
+        "confusion.png",
+        "predictions.csv",
+    } <= names
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["confusion_matrix"] == result.metrics["confusion_matrix"]
-    test_only = evaluate(data_dir, trained.bundle_dir, split="test", out_dir=tmp_path / "t",
-                         progress=None)
+    test_only = evaluate(
+        data_dir, trained.bundle_dir, split="test", out_dir=tmp_path / "t", progress=None
+    )
     assert test_only.metrics["n"] == 6
 
 
@@ -99,11 +115,11 @@ def test_resume_repeats_the_uninterrupted_run(trained, data_dir: Path, tmp_path:
     assert not first.finished and first.epochs_run == 2
     state = torch.load(first.work_dir / CHECKPOINT_NAME, weights_only=True)
     assert state["epoch"] == 2
-    second = train(dataclasses.replace(config, stop_after_epochs=None, resume=True),
-                   progress=None)
+    second = train(dataclasses.replace(config, stop_after_epochs=None, resume=True), progress=None)
     assert second.finished and second.epochs_run == EPOCHS
     assert [h["train_loss"] for h in second.history] == pytest.approx(
-        [h["train_loss"] for h in trained.history], rel=1e-6)
+        [h["train_loss"] for h in trained.history], rel=1e-6
+    )
     a = torch.load(trained.work_dir / CHECKPOINT_NAME, weights_only=True)["model"]
     b = torch.load(second.work_dir / CHECKPOINT_NAME, weights_only=True)["model"]
     for key in a:
@@ -111,21 +127,24 @@ def test_resume_repeats_the_uninterrupted_run(trained, data_dir: Path, tmp_path:
 
 
 def test_whole_mosaic_baseline_trains_and_evaluates(data_dir: Path, tmp_path: Path):
-    config = _config(data_dir, tmp_path / "baseline", whole_mosaic=True, tile_px=96,
-                     epochs=2, crops_per_mosaic=4)
+    config = _config(
+        data_dir, tmp_path / "baseline", whole_mosaic=True, tile_px=96, epochs=2, crops_per_mosaic=4
+    )
     result = train(config, progress=None)
     bundle = load_bundle(result.bundle_dir)
     assert bundle.manifest.training["input"] == "whole_mosaic"
     assert "Baseline for comparison" in bundle.model_card()
-    report = evaluate(data_dir, result.bundle_dir, split="test", out_dir=tmp_path / "ev",
-                      progress=None)
+    report = evaluate(
+        data_dir, result.bundle_dir, split="test", out_dir=tmp_path / "ev", progress=None
+    )
     assert report.metrics["n"] == 6
     assert np.isfinite(report.metrics["accuracy"])
 
 
 def test_cli_single_class_is_one_line_and_nonzero(tmp_path: Path, capsys):
-    write_dataset(tmp_path / "data", per_class=3, width=96, height=96, seed=1,
-                  classes=("melanoma",))
+    write_dataset(
+        tmp_path / "data", per_class=3, width=96, height=96, seed=1, classes=("melanoma",)
+    )
     code = cli_main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "m")])
     err = capsys.readouterr().err.strip()
     assert code != 0
@@ -145,10 +164,28 @@ def test_cli_train_signs_the_bundle_with_sign_key(data_dir: Path, tmp_path: Path
     """Issue 16: ``train --sign-key`` signs the exported bundle; a bad key fails at once."""
     from rcm_viewer.inference.signing import SIGNATURE_NAME, generate_key_pair
 
-    args = ["train", str(data_dir), "--out", str(tmp_path / "m"), "--arch", "resnet18",
-            "--tile-px", "64", "--pixel-size-um", "2.0", "--epochs", "1",
-            "--crops-per-mosaic", "2", "--batch-size", "8", "--workers", "0",
-            "--split", "50/25/25"]
+    args = [
+        "train",
+        str(data_dir),
+        "--out",
+        str(tmp_path / "m"),
+        "--arch",
+        "resnet18",
+        "--tile-px",
+        "64",
+        "--pixel-size-um",
+        "2.0",
+        "--epochs",
+        "1",
+        "--crops-per-mosaic",
+        "2",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--split",
+        "50/25/25",
+    ]
     (tmp_path / "not-a-key.pem").write_text("nonsense", encoding="utf-8")
     assert cli_main([*args, "--sign-key", str(tmp_path / "not-a-key.pem")]) != 0
     assert "not an unencrypted PEM private key" in capsys.readouterr().err

@@ -13,20 +13,25 @@ from rcm_viewer.ui.overview_levels import open_with_overview
 from rcm_viewer.ui.tiles import DisplaySettings, to_qimage
 
 
-def write_mosaic(path: Path, width: int, height: int, pixel_um: float,
-                 margin_right: int = 0, seed: int = 0) -> Path:
+def write_mosaic(
+    path: Path, width: int, height: int, pixel_um: float, margin_right: int = 0, seed: int = 0
+) -> Path:
     """A textured 8-bit mosaic with its pixel size in the TIFF resolution tags.
 
     ``margin_right``: that many columns on the right are black margin (no tissue).
     """
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    image = (110 + 50 * np.sin(xx / 37.0) * np.cos(yy / 23.0)
-             + rng.normal(0, 12, (height, width))).clip(20, 255).astype(np.uint8)
+    image = (
+        (110 + 50 * np.sin(xx / 37.0) * np.cos(yy / 23.0) + rng.normal(0, 12, (height, width)))
+        .clip(20, 255)
+        .astype(np.uint8)
+    )
     if margin_right:
-        image[:, width - margin_right:] = 0
-    tifffile.imwrite(path, image, resolution=(1.0 / pixel_um, 1.0 / pixel_um),
-                     resolutionunit="MICROMETER")
+        image[:, width - margin_right :] = 0
+    tifffile.imwrite(
+        path, image, resolution=(1.0 / pixel_um, 1.0 / pixel_um), resolutionunit="MICROMETER"
+    )
     return path
 
 

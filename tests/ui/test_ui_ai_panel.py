@@ -17,10 +17,19 @@ from rcm_viewer.ui.ai_panel import (
 def _result(synthetic: bool = True, heatmap: bool = True) -> ResultView:
     plane = np.zeros((3, 8, 10), dtype=np.float32)
     plane[0, :4, :5] = 1.0  # melanoma hot in the top-left corner
-    return ResultView(("melanoma", "bcc", "naevus"),
-                      ("Melanoma", "Basal cell carcinoma", "Benign naevus"),
-                      (0.7, 0.2, 0.1), "ok", "rcm-demo", "1.0", "ab" * 32, synthetic,
-                      plane if heatmap else None, (1000.0, 800.0), "12 tissue tiles")
+    return ResultView(
+        ("melanoma", "bcc", "naevus"),
+        ("Melanoma", "Basal cell carcinoma", "Benign naevus"),
+        (0.7, 0.2, 0.1),
+        "ok",
+        "rcm-demo",
+        "1.0",
+        "ab" * 32,
+        synthetic,
+        plane if heatmap else None,
+        (1000.0, 800.0),
+        "12 tissue tiles",
+    )
 
 
 def test_probabilities_and_the_synthetic_banner(qtbot) -> None:
@@ -57,8 +66,7 @@ def test_colormap_is_transparent_at_zero() -> None:
     for name in ("Inferno", "Viridis", "Turbo"):
         lut = colormap_lut(name)
         assert lut.shape == (256, 4) and lut[0, 3] == 0 and lut[255, 3] == 255
-    image = heatmap_image(np.array([[0.0, 0.5], [0.9, 1.0]], np.float32), "Inferno",
-                          threshold=0.6)
+    image = heatmap_image(np.array([[0.0, 0.5], [0.9, 1.0]], np.float32), "Inferno", threshold=0.6)
     assert image.pixelColor(1, 0).alpha() == 0  # 0.5 below the threshold
     assert image.pixelColor(0, 1).alpha() > 0
 
@@ -73,7 +81,8 @@ def test_an_unverified_model_is_said_under_the_model_name(qtbot) -> None:
     panel.show()
     panel.set_model_info("rcm-demo", "1.0", True, "unverified: unsigned")
     assert panel.trust_label.isVisible() and "Unverified model (unsigned)" in (
-        panel.trust_label.text())
+        panel.trust_label.text()
+    )
     panel.show_result(replace(_result(), model_trust="unverified: unknown key 0123abcd"))
     assert panel.trust_label.isVisible() and "unknown key 0123abcd" in panel.trust_label.text()
     assert panel.banner.isVisible()

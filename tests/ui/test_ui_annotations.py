@@ -35,8 +35,12 @@ def mosaic_path(tmp_path: Path) -> Path:
     for cx, cy in ((300, 300), (700, 450), (500, 200)):
         image += 120 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 40.0**2))
     path = tmp_path / "lesion.tif"
-    tifffile.imwrite(path, np.clip(image, 0, 255).astype(np.uint8),
-                     resolution=(1e4 / PIXEL_UM, 1e4 / PIXEL_UM), resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        path,
+        np.clip(image, 0, 255).astype(np.uint8),
+        resolution=(1e4 / PIXEL_UM, 1e4 / PIXEL_UM),
+        resolutionunit="CENTIMETER",
+    )
     return path
 
 
@@ -44,8 +48,13 @@ def mosaic_path(tmp_path: Path) -> Path:
 def setup(qtbot, tmp_path: Path, mosaic_path: Path):
     ui_settings.set_reader_name("Dr Annot")
     store = CaseStore(tmp_path / "cases.sqlite3")
-    case = store.create_case("P-1", user="Dr Annot", reader_mode="ai_visible",
-                             mosaic_path=mosaic_path, pixel_size_um=PIXEL_UM)
+    case = store.create_case(
+        "P-1",
+        user="Dr Annot",
+        reader_mode="ai_visible",
+        mosaic_path=mosaic_path,
+        pixel_size_um=PIXEL_UM,
+    )
     mosaic = open_mosaic(mosaic_path)
     assert mosaic.info.pixel_size_um == pytest.approx(PIXEL_UM)
     view = MosaicView()
@@ -62,21 +71,28 @@ def setup(qtbot, tmp_path: Path, mosaic_path: Path):
     store.close()
 
 
-def _send(view: MosaicView, kind: QEvent.Type, scene: tuple[float, float],
-          button=Qt.MouseButton.LeftButton, buttons=None) -> None:
+def _send(
+    view: MosaicView,
+    kind: QEvent.Type,
+    scene: tuple[float, float],
+    button=Qt.MouseButton.LeftButton,
+    buttons=None,
+) -> None:
     pos = QPointF(view.mapFromScene(QPointF(*scene)))
     if buttons is None:
         buttons = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseButtonRelease else button
-    event = QMouseEvent(kind, pos, view.viewport().mapToGlobal(pos), button, buttons,
-                        Qt.KeyboardModifier.NoModifier)
+    event = QMouseEvent(
+        kind, pos, view.viewport().mapToGlobal(pos), button, buttons, Qt.KeyboardModifier.NoModifier
+    )
     QApplication.sendEvent(view.viewport(), event)
 
 
 def _drag(view: MosaicView, points: list[tuple[float, float]]) -> None:
     _send(view, QEvent.Type.MouseButtonPress, points[0])
     for point in points[1:]:
-        _send(view, QEvent.Type.MouseMove, point, Qt.MouseButton.NoButton,
-              Qt.MouseButton.LeftButton)
+        _send(
+            view, QEvent.Type.MouseMove, point, Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton
+        )
     _send(view, QEvent.Type.MouseButtonRelease, points[-1])
 
 
@@ -120,7 +136,12 @@ def test_each_tool_draws_a_stored_annotation_and_undo_redo_follow_the_store(setu
 
     stored = _stored(store, case_id)
     assert [geo.shape_of(f) for f in stored] == [
-        "rectangle", "ellipse", "polygon", "freehand", "point"]
+        "rectangle",
+        "ellipse",
+        "polygon",
+        "freehand",
+        "point",
+    ]
     ellipse = stored[1]["properties"]["ellipse"]
     assert _close((ellipse["cx"], ellipse["cy"], ellipse["rx"], ellipse["ry"]), (450, 325, 50, 25))
     assert len(stored[2]["geometry"]["coordinates"][0]) == 4  # 3 corners, closed
@@ -134,8 +155,7 @@ def test_each_tool_draws_a_stored_annotation_and_undo_redo_follow_the_store(setu
     layer.undo_stack.undo()
     assert len(_stored(store, case_id)) == 4 and len(layer.features()) == 4
     layer.undo_stack.undo()
-    assert [geo.shape_of(f) for f in _stored(store, case_id)] == [
-        "rectangle", "ellipse", "polygon"]
+    assert [geo.shape_of(f) for f in _stored(store, case_id)] == ["rectangle", "ellipse", "polygon"]
     layer.undo_stack.redo()
     layer.undo_stack.redo()
     assert _stored(store, case_id) == stored
@@ -237,8 +257,11 @@ def test_items_stay_on_the_image_at_every_zoom(setup) -> None:
         view.set_zoom(zoom, QPointF(200, 200))
         corner = view.mapFromScene(QPointF(200, 200))
         frame = view.viewport().grab().toImage()
-        colours = {frame.pixelColor(corner + QPoint(dx, dy)).getRgb()[:3]
-                   for dx in range(-2, 3) for dy in range(-2, 3)}
+        colours = {
+            frame.pixelColor(corner + QPoint(dx, dy)).getRgb()[:3]
+            for dx in range(-2, 3)
+            for dy in range(-2, 3)
+        }
         assert any(r > 200 and g < 80 and b < 80 for r, g, b in colours), (zoom, colours)
         assert item.pen().isCosmetic()
 
@@ -249,8 +272,7 @@ def test_panel_lists_annotations_and_clicking_goes_there(setup, qtbot, tmp_path:
     qtbot.addWidget(panel)
     panel.resize(460, 420)
     panel.show()
-    layer.add_feature(geo.rectangle_feature(100, 100, 200, 150, label="Tumor",
-                                            color=(200, 0, 0)))
+    layer.add_feature(geo.rectangle_feature(100, 100, 200, 150, label="Tumor", color=(200, 0, 0)))
     layer.add_feature(geo.ellipse_feature(800, 600, 60, 40, label="Nest"))
     layer.add_feature(geo.point_feature(900, 100, label="Cell", color=(80, 200, 255)))
     assert panel.tree.topLevelItemCount() == 3
@@ -330,8 +352,7 @@ def test_the_form_shows_criteria_linked_to_annotations(setup, qtbot) -> None:
     checklist = next(iter(store.checklists.values()))
     item = checklist.items[0]
     criterion = f"{checklist.id}.{item.id}"
-    layer.add_feature(geo.rectangle_feature(10, 10, 60, 60, label=item.label,
-                                            criterion=criterion))
+    layer.add_feature(geo.rectangle_feature(10, 10, 60, 60, label=item.label, criterion=criterion))
     layer.add_feature(geo.point_feature(99, 99, label="here", criterion=criterion))
     form.load_case(case_id)
     marker = form.links_for(checklist.id, item.id)
@@ -357,11 +378,17 @@ def test_the_form_shows_criteria_linked_to_annotations(setup, qtbot) -> None:
         form.grab().save(str(Path(SHOTS) / "form_links.png"))
 
 
-def _screenshots(view: MosaicView, layer: AnnotationLayer, panel: AnnotationPanel,
-                 folder: Path) -> None:
+def _screenshots(
+    view: MosaicView, layer: AnnotationLayer, panel: AnnotationPanel, folder: Path
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    layer.add_feature(geo.polygon_feature([(400, 200), (560, 230), (600, 380), (450, 420),
-                                           (380, 320)], label="Polygon", color=(120, 255, 120)))
+    layer.add_feature(
+        geo.polygon_feature(
+            [(400, 200), (560, 230), (600, 380), (450, 420), (380, 320)],
+            label="Polygon",
+            color=(120, 255, 120),
+        )
+    )
     view.fit()
     layer.select([layer.features()[1]["id"]])
     view.tiles.wait_idle(5000)
@@ -377,12 +404,30 @@ def _screenshots(view: MosaicView, layer: AnnotationLayer, panel: AnnotationPane
 def test_locked_qupath_objects_cannot_be_moved_and_case_switch_clears(setup, tmp_path) -> None:
     view, layer, store, case_id = setup
     path = tmp_path / "qupath.geojson"
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": [{
-        "type": "Feature", "id": "3f1c9a2e-8b7d-4e6f-9a0b-1c2d3e4f5a6b",
-        "geometry": {"type": "Polygon", "coordinates": [[[100, 100], [300, 100], [300, 200],
-                                                         [100, 200], [100, 100]]]},
-        "properties": {"objectType": "annotation", "isLocked": True,
-                       "classification": {"name": "Tumor", "color": [200, 0, 0]}}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "id": "3f1c9a2e-8b7d-4e6f-9a0b-1c2d3e4f5a6b",
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [
+                                [[100, 100], [300, 100], [300, 200], [100, 200], [100, 100]]
+                            ],
+                        },
+                        "properties": {
+                            "objectType": "annotation",
+                            "isLocked": True,
+                            "classification": {"name": "Tumor", "color": [200, 0, 0]},
+                        },
+                    }
+                ],
+            }
+        )
+    )
     assert layer.import_file(path) == 1
     (fid,) = [f["id"] for f in layer.features()]
     assert fid == "3f1c9a2e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"

@@ -133,8 +133,10 @@ def test_sort_filter_and_next_case_open_cases(
     top = dialog.results.entries[0].top_class or dialog.results.entries[1].top_class
     dialog.filter_box.setCurrentIndex(dialog.filter_box.findText(f"Top class: {top}"))
     assert 1 <= dialog.proxy.rowCount() <= 3
-    assert all(dialog.proxy.index(r, headers.index("Top class")).data() == top
-               for r in range(dialog.proxy.rowCount()))
+    assert all(
+        dialog.proxy.index(r, headers.index("Top class")).data() == top
+        for r in range(dialog.proxy.rowCount())
+    )
     dialog.filter_box.setCurrentIndex(0)
     # Next case walks the list in the table's order, skipping the failed file
     opened: list[tuple[str, str]] = []
@@ -149,8 +151,7 @@ def test_sort_filter_and_next_case_open_cases(
     with qtbot.waitSignal(dialog.caseOpenRequested, timeout=2000) as signal:
         rect = dialog.table.visualRect(dialog.proxy.index(0, 0))
         qtbot.mouseClick(dialog.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-        qtbot.mouseDClick(dialog.table.viewport(), Qt.MouseButton.LeftButton,
-                          pos=rect.center())
+        qtbot.mouseDClick(dialog.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert signal.args[0] == opened[0][0]
 
 

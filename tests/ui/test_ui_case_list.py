@@ -135,8 +135,15 @@ def test_untouched_cases_are_hidden_unless_asked_for(qtbot, store, dialog):
     """A mosaic only looked at starts a case with nothing in it: the list leaves it out."""
     store.create_case("", user="Dr Test", case_id="C-LOOKED", mosaic_path="/data/demo.tif")
     annotated = store.create_case("", user="Dr Test", case_id="C-ROI")
-    store.add_roi(annotated.case_id, {"type": "Feature", "geometry": {
-        "type": "Point", "coordinates": [10, 20]}, "properties": {}}, "Dr Test")
+    store.add_roi(
+        annotated.case_id,
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [10, 20]},
+            "properties": {},
+        },
+        "Dr Test",
+    )
     dialog.refresh()
     shown = {summary.case_id for summary in dialog._summaries}
     assert "C-LOOKED" not in shown and {"C-1", "C-2", "C-3", "C-ROI"} <= shown

@@ -21,8 +21,6 @@ def store(tmp_path):
         yield case_store
 
 
-
-
 def test_ai_panel_stays_hidden_until_the_initial_assessment_is_committed(
     qtbot, store, make_window
 ) -> None:
@@ -108,10 +106,13 @@ def test_a_stored_ai_result_and_heatmap_come_back_with_the_case(qtbot, store, ma
     plane = np.zeros((3, 16, 16), np.float32)
     plane[2, 8:, 8:] = 1.0
     stored = AIResult.from_probabilities(
-        "rcm-demo", "1.0", "cd" * 32, {"melanoma": 0.1, "bcc": 0.1, "naevus": 0.8},
-        heatmap=Heatmap.from_float(plane, ("melanoma", "bcc", "naevus"), (2048, 2048),
-                                   (0.0, 1.0)),
-        flags=["synthetic_model"])
+        "rcm-demo",
+        "1.0",
+        "cd" * 32,
+        {"melanoma": 0.1, "bcc": 0.1, "naevus": 0.8},
+        heatmap=Heatmap.from_float(plane, ("melanoma", "bcc", "naevus"), (2048, 2048), (0.0, 1.0)),
+        flags=["synthetic_model"],
+    )
     store.save_ai_result(case_id, stored, "tester")
     window.close()
 

@@ -96,7 +96,8 @@ def test_a_scripted_pan_covers_exactly_the_cells_of_the_frames_shown(setup) -> N
     # dwell: the time until the next frame, for the cells of the frame on screen
     controller.state_for_view_state()  # flushes the last frame
     only_first = _expected_cells(shown[:1], cov.cell_px, cov.rows, cov.cols) & ~_expected_cells(
-        shown[1:], cov.cell_px, cov.rows, cov.cols)
+        shown[1:], cov.cell_px, cov.rows, cov.cols
+    )
     assert only_first.any()
     assert np.allclose(cov.dwell[only_first], 2.0)
     assert cov.dwell[~expected].sum() == 0

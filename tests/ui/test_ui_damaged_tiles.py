@@ -21,7 +21,8 @@ def _rgb(image) -> np.ndarray:
     image = image.convertToFormat(QImage.Format.Format_RGB888)
     data = np.frombuffer(image.constBits(), np.uint8, image.sizeInBytes())
     return data.reshape(image.height(), image.bytesPerLine())[:, : image.width() * 3].reshape(
-        image.height(), image.width(), 3)
+        image.height(), image.width(), 3
+    )
 
 
 def test_a_damaged_tile_is_drawn_hatched_red(qtbot, tmp_path: Path) -> None:

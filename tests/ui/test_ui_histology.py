@@ -35,10 +35,10 @@ def _read(store: CaseStore, cid: str, unaided: str, after: str, histology: str |
 @pytest.fixture
 def store(tmp_path: Path):
     with CaseStore(tmp_path / "cases.sqlite3") as opened:
-        _read(opened, "C-1", "naevus", "melanoma", "melanoma")   # better
-        _read(opened, "C-2", "naevus", "melanoma", "naevus")     # worse
-        _read(opened, "C-3", "bcc", "bcc", "bcc")                # unchanged
-        _read(opened, "C-4", "melanoma", "melanoma", None)       # no histology yet
+        _read(opened, "C-1", "naevus", "melanoma", "melanoma")  # better
+        _read(opened, "C-2", "naevus", "melanoma", "naevus")  # worse
+        _read(opened, "C-3", "bcc", "bcc", "bcc")  # unchanged
+        _read(opened, "C-4", "melanoma", "melanoma", None)  # no histology yet
         yield opened
 
 
@@ -113,6 +113,7 @@ def test_mosaic_column_stretches_elides_and_has_the_path_as_tooltip(qtbot, case_
     assert case_list.table.textElideMode() == Qt.TextElideMode.ElideMiddle
     item = case_list.table.item(0, MOSAIC_COLUMN)
     assert item.toolTip() == LONG_PATH and item.text() == Path(LONG_PATH).name
+
     # the column ends at the table's right edge: nothing hidden behind a scroll bar
     def right_edge() -> int:
         return header.sectionViewportPosition(MOSAIC_COLUMN) + header.sectionSize(MOSAIC_COLUMN)
@@ -163,8 +164,10 @@ def test_my_reads_dialog_table_statistics_and_export(qtbot, case_list, tmp_path,
     assert table.item(rows["C-2"], reveal).text() == "changed, now wrong"
     assert "1 for the better, 1 for the worse" in dialog.reveal_label.text()
     stats = dialog.stats_table
-    cells = {(stats.item(r, 0).text(), stats.item(r, 1).text()): stats.item(r, 2).text()
-             for r in range(stats.rowCount())}
+    cells = {
+        (stats.item(r, 0).text(), stats.item(r, 1).text()): stats.item(r, 2).text()
+        for r in range(stats.rowCount())
+    }
     # melanoma: one melanoma (C-1); unaided said naevus -> 0/1, after the reveal 1/1
     assert cells[("Melanoma", "Reader, unaided")].startswith("0 % (0/1;")
     assert cells[("Melanoma", "Reader, after the AI reveal")].startswith("100 % (1/1;")

@@ -29,9 +29,19 @@ def _prediction() -> Prediction:
     blob(0, 6, 9, 0.8)  # its shoulder: suppressed
     blob(0, 17, 24, 0.7)  # melanoma, second
     blob(1, 12, 16, 0.95)  # bcc: the strongest of any class
-    return Prediction("ok", CLASSES, NAMES, probabilities=(0.6, 0.3, 0.1), top_class="melanoma",
-                      heatmap=heat, heatmap_cell_px=CELL, heatmap_scale=1.0,
-                      model_name="test", model_version="1", weights_sha256="0" * 64)
+    return Prediction(
+        "ok",
+        CLASSES,
+        NAMES,
+        probabilities=(0.6, 0.3, 0.1),
+        top_class="melanoma",
+        heatmap=heat,
+        heatmap_cell_px=CELL,
+        heatmap_scale=1.0,
+        model_name="test",
+        model_version="1",
+        weights_sha256="0" * 64,
+    )
 
 
 def _centre(r: int, c: int) -> tuple[float, float]:
@@ -78,9 +88,11 @@ def test_n_and_shift_n_visit_the_peaks_of_the_top_class_at_one_to_one(setup, qtb
     view.activateWindow()
     qtbot.waitUntil(view.isActiveWindow)
     visits = []
-    for key, modifier in ((Qt.Key.Key_N, Qt.KeyboardModifier.NoModifier),
-                          (Qt.Key.Key_N, Qt.KeyboardModifier.NoModifier),
-                          (Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)):
+    for key, modifier in (
+        (Qt.Key.Key_N, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_N, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier),
+    ):
         qtbot.keyClick(view, key, modifier)
         settle(qtbot, view)
         assert view.zoom == pytest.approx(1.0)
@@ -102,8 +114,11 @@ def test_any_class_and_click_to_go(setup, qtbot) -> None:
     assert [s.class_id for s in tour.hotspots][:2] == ["bcc", "melanoma"]
     item = panel.list.item(0)
     assert item.text().startswith("1. BCC 0.95")
-    qtbot.mouseClick(panel.list.viewport(), Qt.MouseButton.LeftButton,
-                     pos=panel.list.visualItemRect(item).center())
+    qtbot.mouseClick(
+        panel.list.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=panel.list.visualItemRect(item).center(),
+    )
     x, y = _shown_centre(view)
     ex, ey = _centre(12, 16)
     assert abs(x - ex) < CELL / 2 and abs(y - ey) < CELL / 2

@@ -91,8 +91,9 @@ def test_l_unlinks_and_relinks(linked, qtbot) -> None:
 
 def _send(widget, kind, pos, buttons, modifiers) -> None:
     button = Qt.MouseButton.LeftButton if kind != QEvent.Type.MouseMove else Qt.MouseButton.NoButton
-    event = QMouseEvent(kind, QPointF(pos), widget.mapToGlobal(QPointF(pos)), button, buttons,
-                        modifiers)
+    event = QMouseEvent(
+        kind, QPointF(pos), widget.mapToGlobal(QPointF(pos)), button, buttons, modifiers
+    )
     QApplication.sendEvent(widget, event)
 
 
@@ -108,8 +109,13 @@ def test_shift_drag_aligns_one_view_and_keeps_the_offset(linked) -> None:
     _send(port, QEvent.Type.MouseButtonPress, start, left, shift)
     for step in range(1, 5):
         _send(port, QEvent.Type.MouseMove, start + QPointF(-10 * step, -6 * step), left, shift)
-    _send(port, QEvent.Type.MouseButtonRelease, start + QPointF(-40, -24),
-          Qt.MouseButton.NoButton, shift)
+    _send(
+        port,
+        QEvent.Type.MouseButtonRelease,
+        start + QPointF(-40, -24),
+        Qt.MouseButton.NoButton,
+        shift,
+    )
     assert a.visible_scene_rect().center() == a_before  # only the dragged view moved
     # dragging the content 40 px left shows 20 µm further right in the second view
     dx, dy = views.offset_um

@@ -14,10 +14,19 @@ from rcm_viewer.ui.pixel_size_dialog import PixelSizeDialog
 
 def _view(**ood: object) -> ResultView:
     plane = np.zeros((3, 8, 10), dtype=np.float32)
-    base = ResultView(("melanoma", "bcc", "naevus"),
-                      ("Melanoma", "Basal cell carcinoma", "Benign naevus"),
-                      (0.7, 0.2, 0.1), "ok", "rcm-demo", "1.0", "ab" * 32, True, plane,
-                      (1000.0, 800.0), "12 tissue tiles")
+    base = ResultView(
+        ("melanoma", "bcc", "naevus"),
+        ("Melanoma", "Basal cell carcinoma", "Benign naevus"),
+        (0.7, 0.2, 0.1),
+        "ok",
+        "rcm-demo",
+        "1.0",
+        "ab" * 32,
+        True,
+        plane,
+        (1000.0, 800.0),
+        "12 tissue tiles",
+    )
     return dataclasses.replace(base, **ood)
 
 
@@ -31,8 +40,9 @@ def test_outside_the_training_data_is_said_and_the_bars_are_grey(qtbot) -> None:
     panel.show()
     ood_map = np.zeros((8, 10), dtype=np.float32)
     ood_map[:, 5:] = 1.0
-    panel.show_result(_view(ood_score=3.2, in_distribution=False, ood_tile_share=0.6,
-                            ood_heatmap=ood_map))
+    panel.show_result(
+        _view(ood_score=3.2, in_distribution=False, ood_tile_share=0.6, ood_heatmap=ood_map)
+    )
     text = panel.ood_label.text()
     assert panel.ood_label.isVisible()
     assert "Outside what the model was trained on" in text and "60%" in text
@@ -52,8 +62,14 @@ def test_in_distribution_with_a_share_of_foreign_tiles_and_no_statistics(qtbot) 
     panel = AIPanel()
     qtbot.addWidget(panel)
     panel.show()
-    panel.show_result(_view(ood_score=0.6, in_distribution=True, ood_tile_share=0.1,
-                            ood_heatmap=np.zeros((8, 10), np.float32)))
+    panel.show_result(
+        _view(
+            ood_score=0.6,
+            in_distribution=True,
+            ood_tile_share=0.1,
+            ood_heatmap=np.zeros((8, 10), np.float32),
+        )
+    )
     assert "10% of the tissue tiles are outside" in panel.ood_label.text()
     assert GREY_BRUSH not in _brush_rgb(panel)
     panel.show_result(_view())
@@ -72,8 +88,9 @@ def test_pixel_size_dialog_starts_empty_and_offers_the_estimate(qtbot) -> None:
     assert dialog.value() is None and not dialog.use_button.isEnabled()
     qtbot.keyClicks(dialog.edit, "abc")
     assert not dialog.ok_button.isEnabled()
-    estimate = PixelSizeEstimate(0.8, 0.9, "high", "Fields of 500 µm repeat every 625 px.",
-                                 625.0, 500.0, (10.0, 20.0))
+    estimate = PixelSizeEstimate(
+        0.8, 0.9, "high", "Fields of 500 µm repeat every 625 px.", 625.0, 500.0, (10.0, 20.0)
+    )
     dialog.set_estimate(estimate)
     assert dialog.edit.text() == ""  # shown, never applied silently
     assert "0.8 µm/px" in dialog.estimate_label.text()
@@ -90,7 +107,10 @@ def test_pixel_size_dialog_starts_empty_and_offers_the_estimate(qtbot) -> None:
 def test_pixel_size_dialog_says_when_it_cannot_tell(qtbot) -> None:
     dialog = PixelSizeDialog(np.zeros((64, 64), np.uint8), 1.0)
     qtbot.addWidget(dialog)
-    dialog.set_estimate(PixelSizeEstimate(None, 0.0, "cannot tell",
-                                          "Cannot tell the pixel size from the image: no grid."))
+    dialog.set_estimate(
+        PixelSizeEstimate(
+            None, 0.0, "cannot tell", "Cannot tell the pixel size from the image: no grid."
+        )
+    )
     assert "Cannot tell" in dialog.estimate_label.text()
     assert not dialog.use_button.isEnabled() and dialog.grid_period_px() is None

@@ -13,7 +13,10 @@ def test_defaults_and_round_trips() -> None:
     rs.set_tour_zoom(2.0)
     rs.set_coverage_tracking_enabled(False)
     assert (rs.diagnostic_zoom(), rs.tour_zoom(), rs.coverage_tracking_enabled()) == (
-        0.75, 2.0, False)
+        0.75,
+        2.0,
+        False,
+    )
     app_settings().setValue(rs.DIAGNOSTIC_ZOOM_KEY, "lots")
     assert rs.diagnostic_zoom() == 0.5  # a damaged value falls back to the default
 

@@ -21,8 +21,7 @@ def test_a_healthy_database_is_backed_up_after_the_window_shows(qtbot, make_wind
     store.close()
 
 
-def test_damage_found_after_start_offers_the_newest_good_backup(qtbot, make_window,
-                                                               tmp_path: Path):
+def test_damage_found_after_start_offers_the_newest_good_backup(qtbot, make_window, tmp_path: Path):
     db = tmp_path / "cases.sqlite3"
     with CaseStore(db) as store:
         for i in range(20):

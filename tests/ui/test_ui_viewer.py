@@ -38,8 +38,12 @@ def test_demo_mosaic_is_visible(window) -> None:
     assert window.mosaic is not None and window.mosaic.info.width == 2048
     assert "demo_naevus.tif" in window.windowTitle()
     frame = window.view.viewport().grab().toImage()
-    pixels = np.array([[frame.pixelColor(x, y).value() for x in range(100, frame.width() - 100, 25)]
-                       for y in range(100, frame.height() - 100, 25)])
+    pixels = np.array(
+        [
+            [frame.pixelColor(x, y).value() for x in range(100, frame.width() - 100, 25)]
+            for y in range(100, frame.height() - 100, 25)
+        ]
+    )
     assert pixels.mean() > 40 and pixels.std() > 10  # the mosaic, not a black screen
     assert str(demo_mosaic("naevus").resolve()) == ui_settings.recent_files()[0]
 
@@ -57,11 +61,15 @@ def test_visible_tiles_are_the_right_ones_at_the_right_level(window) -> None:
     _settle(window)
     assert view.current_level == 0
     rect = view.visible_scene_rect()
-    expected = {(0, c, r)
-                for c in range(int(max(rect.left(), 0)) // TILE_PX,
-                               int(min(rect.right(), 2047)) // TILE_PX + 1)
-                for r in range(int(max(rect.top(), 0)) // TILE_PX,
-                               int(min(rect.bottom(), 2047)) // TILE_PX + 1)}
+    expected = {
+        (0, c, r)
+        for c in range(
+            int(max(rect.left(), 0)) // TILE_PX, int(min(rect.right(), 2047)) // TILE_PX + 1
+        )
+        for r in range(
+            int(max(rect.top(), 0)) // TILE_PX, int(min(rect.bottom(), 2047)) // TILE_PX + 1
+        )
+    }
     assert set(view.last_drawn) == expected
     # what is on screen is the stored pixels through the display lookup table
     lut = view.tiles.lut
@@ -105,9 +113,13 @@ def test_overview_click_moves_the_view(window, qtbot) -> None:
     window.view.set_zoom(1.0)
     overview = window.overview
     target = overview._image_rect()
-    qtbot.mouseClick(overview, Qt.MouseButton.LeftButton,
-                     pos=QPoint(int(target.left() + target.width() * 0.25),
-                                int(target.top() + target.height() * 0.75)))
+    qtbot.mouseClick(
+        overview,
+        Qt.MouseButton.LeftButton,
+        pos=QPoint(
+            int(target.left() + target.width() * 0.25), int(target.top() + target.height() * 0.75)
+        ),
+    )
     center = window.view.visible_scene_rect().center()
     assert center.x() == pytest.approx(2048 * 0.25, abs=40)
     assert center.y() == pytest.approx(2048 * 0.75, abs=40)
@@ -193,9 +205,12 @@ def test_flat_tiff_shows_a_preview_first_and_keeps_the_readers_contrast(
     def spy(result):
         real_preview(result)
         frame = window.view.viewport().grab().toImage()
-        values = np.array([[frame.pixelColor(x, y).value()
-                            for x in range(50, frame.width() - 50, 40)]
-                           for y in range(50, frame.height() - 50, 40)])
+        values = np.array(
+            [
+                [frame.pixelColor(x, y).value() for x in range(50, frame.width() - 50, 40)]
+                for y in range(50, frame.height() - 50, 40)
+            ]
+        )
         seen.append((window.mosaic.levels_ready(), values, window.progress.format()))
         window.contrast.region.setRegion((1500, 2500))  # the reader adjusts at once
 
@@ -213,8 +228,8 @@ def test_flat_tiff_shows_a_preview_first_and_keeps_the_readers_contrast(
     smallest = window.mosaic.level_count - 1
     info = window.mosaic.info.levels[smallest]
     np.testing.assert_array_equal(
-        window._overview_pixels,
-        window.mosaic.read_region(smallest, 0, 0, info.width, info.height))
+        window._overview_pixels, window.mosaic.read_region(smallest, 0, 0, info.width, info.height)
+    )
     assert window.view._overview_level == smallest
 
 
@@ -260,8 +275,9 @@ def test_the_window_opens_a_mosaic_without_importing_torch() -> None:
         "print('torch' in sys.modules)\n"
         "w.close()\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
 
@@ -282,8 +298,9 @@ def test_stack_pages_are_navigable(window, tmp_path) -> None:
     assert values == [40, 120, 200]
 
 
-def test_page_chosen_while_levels_build_gets_its_own_overview(window, tmp_path,
-                                                               monkeypatch) -> None:
+def test_page_chosen_while_levels_build_gets_its_own_overview(
+    window, tmp_path, monkeypatch
+) -> None:
     """A large flat stack: the reader moves to page 2 while the levels are still being
     built; the overview must end up showing page 2, not the first page."""
     pages = np.stack([np.full((4000, 2600), value, np.uint8) for value in (60, 180)])

@@ -15,8 +15,10 @@ def test_the_model_runs_at_open_and_stays_behind_the_gate(qtbot, make_window, tm
     window = make_window(store)
     window.open_path(demo_mosaic("melanoma"))
     qtbot.waitUntil(lambda: window.case_id is not None, timeout=60000)
-    qtbot.waitUntil(lambda: store.get_case(window.case_id, include_hidden_ai=True).ai_result
-                    is not None, timeout=240000)
+    qtbot.waitUntil(
+        lambda: store.get_case(window.case_id, include_hidden_ai=True).ai_result is not None,
+        timeout=240000,
+    )
     assert not window.ai_gate.is_revealed()
     assert not window.ai_gate.content().isVisible()
     assert store.get_case(window.case_id).ai_result is None  # hidden by the store too
@@ -71,6 +73,7 @@ def test_the_window_classifies_without_torch_and_says_what_needs_it(tmp_path):
         "w.close(); print('ok')\n"
     )
     env = dict(os.environ, RCM_VIEWER_DATA_DIR=str(tmp_path), QT_QPA_PLATFORM="offscreen")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=400, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=400, env=env
+    )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
