@@ -25,8 +25,6 @@ arguments its signature names from what the earlier steps produced.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import inspect
 import os
 import sys
 import tempfile
@@ -173,49 +171,29 @@ def _render_window(ctx: _Context) -> str:
 
 
 def _write_report(ctx: _Context) -> str:
-    if importlib.util.find_spec("rcm_viewer.reports") is None:
-        raise SkipStep("rcm_viewer.reports is not in this build yet")
-    try:
-        from rcm_viewer.reports.export import export_report  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise SkipStep(f"rcm_viewer.reports has no export.export_report ({exc})") from exc
-    if ctx.prediction is None:
+    """A real case in a throw-away case store, its AI result, and its PDF + JSON report."""
+    if ctx.prediction is None or ctx.demo_path is None:
         raise SkipStep("needs the classify step")
+    from rcm_viewer.cases import CaseStore, file_sha256
+    from rcm_viewer.reports.export import export_report
+    from rcm_viewer.session import case_for_mosaic, stored_from_prediction
+
     out_dir = ctx.tmp / "report"
     out_dir.mkdir()
-    offer = {
-        "prediction": ctx.prediction,
-        "bundle": ctx.bundle,
-        "mosaic_path": ctx.demo_path,
-        "path": ctx.demo_path,
-        "source": ctx.demo_path,
-        "out_dir": out_dir,
-        "folder": out_dir,
-        "directory": out_dir,
-        "out": out_dir / "self-test-report.pdf",
-        "out_path": out_dir / "self-test-report.pdf",
-    }
-    params = inspect.signature(export_report).parameters
-    kwargs = {k: v for k, v in offer.items() if k in params}
-    missing = [
-        k
-        for k, p in params.items()
-        if p.default is p.empty
-        and k not in kwargs
-        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
-    if missing:
-        raise RuntimeError(
-            f"export_report needs {', '.join(missing)}, which the self-test "
-            "does not know how to provide (update rcm_viewer/selftest.py)"
+    with CaseStore(ctx.tmp / "self-test-cases.sqlite3") as store:
+        case, _restored = case_for_mosaic(
+            store,
+            ctx.demo_path,
+            file_sha256(ctx.demo_path),
+            user="self-test",
+            reader_mode="ai_visible",
         )
-    result = export_report(**kwargs)
-    written = [p for p in out_dir.rglob("*") if p.is_file() and p.stat().st_size > 0]
-    if isinstance(result, (str, os.PathLike)) and Path(result).is_file():
-        written.append(Path(result))
-    if not written:
+        store.save_ai_result(case.case_id, stored_from_prediction(ctx.prediction), "self-test")
+        pdf, sidecar = out_dir / "self-test-report.pdf", out_dir / "self-test-report.json"
+        export_report(store, case.case_id, pdf, sidecar, mosaic_path=ctx.demo_path)
+    if not (pdf.is_file() and pdf.stat().st_size > 0 and sidecar.is_file()):
         raise RuntimeError("export_report wrote no file")
-    return ", ".join(sorted({p.name for p in written}))
+    return f"{pdf.name} {pdf.stat().st_size // 1024} kB + {sidecar.name}"
 
 
 STEPS: list[tuple[str, Callable[[_Context], str]]] = [
