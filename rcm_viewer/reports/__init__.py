@@ -1,7 +1,7 @@
 """Reports of a case (PDF + JSON sidecar) and the display arithmetic the window shares.
 
 ``display`` is plain numpy and ``model`` is pure data; only ``pdf`` and ``images`` touch
-QtGui (never QtWidgets). Names load lazily so that importing ``rcm_viewer.reports.display``
+QtGui (never a widget class). Names load lazily so that importing ``rcm_viewer.reports.display``
 from a widget does not pull in the renderer.
 """
 

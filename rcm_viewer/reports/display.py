@@ -1,10 +1,10 @@
 """What the window and the report both show, in plain numpy: palettes, grey mapping, scale bars.
 
 The report must look exactly like the window, and the report must run without a screen.
-So the arithmetic that decides what a pixel looks like lives here, free of widgets and
-pyqtgraph: the heatmap palettes (``palettes.py``, byte-identical to what pyqtgraph gave
-the window before), the display settings that map stored values to grey levels, the
-scale-bar length rule, and how the overview level is picked and read. ``ui/`` imports
+So the arithmetic that decides what a pixel looks like lives here, numpy only,
+headless: the heatmap palettes (``palettes.py``, byte-identical to what the window showed
+before), the display settings that map stored values to grey levels, the scale-bar length
+rule, and how the overview level is picked and read. ``ui/`` imports
 them; ``reports/images.py`` turns the arrays into QImages.
 """
 

@@ -1,9 +1,9 @@
-"""The heatmap palettes as plain RGB tables, so reports colour heatmaps without pyqtgraph.
+"""The heatmap palettes as plain RGB tables, so reports colour heatmaps headless.
 
-Each table is the 256-entry lookup table pyqtgraph 0.14.0 gives for
+Each table is the 256-entry lookup table the window's plotting library (0.14.0) gives for
 ``pg.colormap.get(name).getLookupTable(0.0, 1.0, 256)`` (its matplotlib-derived maps),
 written as hex RGB triplets. tests/reports/test_display.py checks them byte for byte against
-pyqtgraph, so the window (which used pyqtgraph before) and the report colour alike.
+that library, so the window (which used it before) and the report colour alike.
 """
 
 from __future__ import annotations
